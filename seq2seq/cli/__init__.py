@@ -1,0 +1,79 @@
+"""The `seq2seq` command: a click group; every user error ends in one message and exit code 1."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from collections.abc import Sequence
+
+import click
+
+from seq2seq import __version__, registry
+from seq2seq.errors import Seq2SeqError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="seq2seq")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr.")
+@click.option(
+    "--import", "imports", multiple=True, metavar="MODULE",
+    help="Import a local module that registers components (repeatable).",
+)  # fmt: skip
+def cli(debug: bool, quiet: bool, imports: tuple[str, ...]) -> None:
+    """Attention-based RNN sequence-to-sequence models: train, translate, evaluate."""
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr
+    )
+    if imports:
+        registry.import_modules(imports)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the console script and `python -m seq2seq`."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    code = 0
+    try:
+        cli.main(args=args, prog_name="seq2seq", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        code = 130
+    except Seq2SeqError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"error: {exc}", err=True)
+        code = 1
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        code = 130
+    except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
+        sys.stderr.close()
+        code = 0
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(
+            f"internal error: {type(exc).__name__}: {exc}\n"
+            "this is a bug in seq2seq; rerun with --debug for the traceback and report it",
+            err=True,
+        )
+        code = 3
+    sys.exit(code)
+
+
+def _register_commands() -> None:
+    from seq2seq.cli import components, evaluate, train, translate, validate
+
+    for module in (train, translate, evaluate, validate, components):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register_commands()

@@ -1,0 +1,56 @@
+"""Pieces shared by several commands: splitting recipe arguments, search options, output files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+from seq2seq import registry
+from seq2seq.errors import Problem, RecipeError
+
+
+def split_overrides(args: tuple[str, ...]) -> tuple[str | None, tuple[str, ...]]:
+    """`RECIPE key=value ...` → (recipe path or None, overrides)."""
+    if args and "=" not in args[0]:
+        return args[0], args[1:]
+    return None, args
+
+
+def search_spec(base: Any, search: str | None, max_length: int | None) -> Any:
+    """The recipe's search spec with command-line changes applied."""
+    name, kwargs = registry.split_spec(base)
+    if search is not None and search != name:
+        name, kwargs = search, {}
+    if max_length is not None:
+        kwargs["max_length"] = max_length
+    spec = {"type": name, **kwargs}
+    problems = registry.check("search", spec, "--search")
+    if problems:
+        raise RecipeError("the command line", [Problem(p.path, p.message) for p in problems])
+    return spec
+
+
+def build_search(spec: Any) -> Any:
+    """Instantiate a search spec."""
+    return registry.build("search", spec, where="--search")
+
+
+@contextmanager
+def output_file(path: str | None) -> Iterator[IO[str]]:
+    """stdout, or a file written under a temporary name and renamed only when complete."""
+    if path is None or path == "-":
+        yield click.get_text_stream("stdout")
+        return
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
+            yield handle
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)

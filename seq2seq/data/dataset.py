@@ -1,0 +1,145 @@
+"""Read parallel text (line-aligned files or Hugging Face `datasets`) and turn it into ids."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from seq2seq.errors import DataError
+from seq2seq.recipe import Corpus
+
+log = logging.getLogger(__name__)
+
+
+def iter_text_lines(path: Path, label: str) -> Iterator[str]:
+    """Lines of a UTF-8 file without their line ends; bad bytes name the line number."""
+    if not path.exists():
+        raise DataError(f"{label}: file {path} not found")
+    if not path.is_file():
+        raise DataError(f"{label}: {path} is not a file")
+    with path.open("rb") as handle:
+        yield from decode_lines(handle, f"{label}: {path}")
+
+
+def decode_lines(handle: Iterable[bytes], where: str) -> Iterator[str]:
+    """Decode a binary line stream as UTF-8, naming the line of the first bad byte."""
+    for number, raw in enumerate(handle, start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(
+                f"{where} line {number} is not valid UTF-8 "
+                f"(byte {exc.start} of the line: {raw[exc.start:exc.start + 1]!r}); "
+                "convert the text to UTF-8, e.g. with iconv"
+            ) from exc
+        yield line.rstrip("\r\n")
+
+
+def read_lines(path: Path, label: str) -> list[str]:
+    """All lines of a UTF-8 text file; an empty file is an error."""
+    lines = list(iter_text_lines(path, label))
+    if not lines:
+        raise DataError(f"{label}: file {path} is empty")
+    return lines
+
+
+def _read_files(corpus: Corpus, label: str) -> tuple[list[str], list[str]]:
+    assert corpus.source is not None and corpus.target is not None
+    source = read_lines(Path(corpus.source), f"{label}.source")
+    target = read_lines(Path(corpus.target), f"{label}.target")
+    if len(source) != len(target):
+        raise DataError(
+            f"{label}: {corpus.source} has {len(source)} lines but {corpus.target} has "
+            f"{len(target)}; the files must be aligned line by line"
+        )
+    return source, target
+
+
+def _read_dataset(corpus: Corpus, label: str) -> tuple[list[str], list[str]]:
+    import datasets  # imported here: it is slow to import and only this path needs it
+
+    assert corpus.dataset is not None
+    files = corpus.data_files
+    for file in [files] if isinstance(files, str) else files or []:
+        if not any(ch in file for ch in "*?[") and not Path(file).exists():
+            raise DataError(f"{label}.data_files: file {file} not found")
+    try:
+        table: Any = datasets.load_dataset(
+            corpus.dataset, name=corpus.config, data_files=files, split=corpus.split
+        )
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        raise DataError(f"{label}: could not load dataset '{corpus.dataset}': {exc}") from exc
+    except Exception as exc:  # datasets raises many error types (network, builder, schema)
+        raise DataError(
+            f"{label}: loading dataset '{corpus.dataset}' failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    columns = list(table.column_names)
+    for role, column in (("source_column", corpus.source_column),
+                         ("target_column", corpus.target_column)):  # fmt: skip
+        if column not in columns:
+            raise DataError(
+                f"{label}.{role}: column '{column}' not in the dataset; columns: {', '.join(columns)}"
+            )
+    source = [_as_text(v, label, i) for i, v in enumerate(table[corpus.source_column])]
+    target = [_as_text(v, label, i) for i, v in enumerate(table[corpus.target_column])]
+    if not source:
+        raise DataError(f"{label}: dataset '{corpus.dataset}' split '{corpus.split}' is empty")
+    return source, target
+
+
+def _as_text(value: Any, label: str, row: int) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise DataError(f"{label}: row {row} holds {type(value).__name__}, not text")
+    return " ".join(value.split("\n"))
+
+
+def read_corpus(corpus: Corpus, label: str) -> tuple[list[str], list[str]]:
+    """Source and target texts of a recipe split, aligned, cut to `limit`."""
+    if corpus.dataset is not None:
+        source, target = _read_dataset(corpus, label)
+    else:
+        source, target = _read_files(corpus, label)
+    if corpus.limit is not None:
+        source, target = source[: corpus.limit], target[: corpus.limit]
+    return source, target
+
+
+@dataclass
+class Examples:
+    """Tokenized pairs: source ids end with </s>; target ids carry no specials."""
+
+    source: list[list[int]]
+    target: list[list[int]]
+    origin: list[int]  # index of each kept pair in the text it came from
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+
+def encode_pairs(
+    source: list[str],
+    target: list[str],
+    src_tok: Any,
+    tgt_tok: Any,
+    eos: int,
+    max_length: int | None = None,
+) -> tuple[Examples, int]:
+    """Tokenize pairs, drop empty ones and those longer than `max_length`; return (kept, dropped)."""
+    src_ids = src_tok.encode(source)
+    tgt_ids = tgt_tok.encode(target)
+    kept = Examples([], [], [])
+    dropped = 0
+    for index, (s, t) in enumerate(zip(src_ids, tgt_ids, strict=True)):
+        too_long = max_length is not None and (len(s) + 1 > max_length or len(t) + 1 > max_length)
+        if not s or not t or too_long:
+            dropped += 1
+            continue
+        kept.source.append([*s, eos])
+        kept.target.append(t)
+        kept.origin.append(index)
+    return kept, dropped

@@ -1,0 +1,44 @@
+"""Exceptions for problems a user can cause; the CLI turns each into one clear message."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class Seq2SeqError(Exception):
+    """Base of every error caused by user input (recipe, data, run dir, plugins)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found while validating, located by a dotted key path."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class RecipeError(Seq2SeqError):
+    """A recipe (or its overrides) has one or more problems; all are reported together."""
+
+    def __init__(self, source: str, problems: list[Problem]) -> None:
+        self.source = source
+        self.problems = problems
+        count = len(problems)
+        head = f"{source} has {count} problem{'s' if count != 1 else ''}"
+        body = "\n".join("  " + str(p).replace("\n", "\n  ") for p in problems)
+        super().__init__(f"{head}\n{body}")
+
+
+class PluginError(Seq2SeqError):
+    """A component could not be registered or a plugin failed to load."""
+
+
+class DataError(Seq2SeqError):
+    """Training or input data is missing, empty, misaligned or not valid UTF-8."""
+
+
+class BundleError(Seq2SeqError):
+    """A run dir is not a usable bundle, or a checkpoint cannot be read."""

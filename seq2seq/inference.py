@@ -1,0 +1,66 @@
+"""Decoding text with a loaded run: batching by length, order kept, empty lines preserved."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
+from typing import Any
+
+import torch
+
+from seq2seq.bundle import Loaded
+from seq2seq.data.batching import make_batch, sentence_batches
+from seq2seq.model import Seq2Seq
+from seq2seq.search.hypotheses import Hypothesis
+
+
+def decode_ids(
+    model: Seq2Seq,
+    search: Any,
+    source_ids: Sequence[Sequence[int]],
+    batch_size: int = 64,
+    keep_attention: bool = False,
+) -> list[list[Hypothesis]]:
+    """Decode source id lists (each ending in </s>); results come back in input order."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    results: list[list[Hypothesis]] = [[] for _ in source_ids]
+    try:
+        for indices in sentence_batches([len(s) for s in source_ids], batch_size):
+            batch = make_batch(source_ids, None, indices).to(device)
+            with torch.no_grad():
+                outputs = search(model, batch, keep_attention=keep_attention)
+            for index, hyps in zip(indices, outputs, strict=True):
+                results[index] = hyps
+    finally:
+        model.train(was_training)
+    return results
+
+
+def translate_texts(
+    loaded: Loaded, search: Any, texts: Sequence[str], batch_size: int = 64
+) -> list[str]:
+    """Translate a list of texts; a blank text gives an empty translation."""
+    src_tok, tgt_tok = loaded.tokenizers["source"], loaded.tokenizers["target"]
+    eos = loaded.model.specials.eos
+    wanted = [i for i, text in enumerate(texts) if text.strip()]
+    encoded = src_tok.encode([texts[i] for i in wanted])
+    hyps = decode_ids(loaded.model, search, [[*ids, eos] for ids in encoded], batch_size)
+    decoded = tgt_tok.decode([h[0].tokens for h in hyps])
+    out = [""] * len(texts)
+    for i, text in zip(wanted, decoded, strict=True):
+        out[i] = text
+    return out
+
+
+def translate_stream(
+    loaded: Loaded, search: Any, lines: Iterable[str], batch_size: int = 64, chunk: int = 2000
+) -> Iterator[str]:
+    """Translate lines lazily, `chunk` lines at a time, so memory stays bounded."""
+    iterator = iter(lines)
+    while True:
+        block = list(islice(iterator, chunk))
+        if not block:
+            return
+        yield from translate_texts(loaded, search, block, batch_size)

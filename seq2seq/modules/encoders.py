@@ -1,0 +1,99 @@
+"""Recurrent encoders: "rnn", "gru" and "lstm", uni- or bidirectional, stacked, packed."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from seq2seq.modules.protocols import EncoderOutput
+from seq2seq.registry import register
+
+_CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+
+
+class RNNEncoder(nn.Module):
+    """A stacked recurrent encoder over packed variable-length sequences."""
+
+    def __init__(
+        self,
+        cell: Literal["rnn", "gru", "lstm"],
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bidirectional: bool = True,
+        dropout: float = 0.0,
+        nonlinearity: Literal["tanh", "relu"] = "tanh",
+    ) -> None:
+        super().__init__()
+        if hidden_size <= 0 or num_layers <= 0:
+            raise ValueError("hidden_size and num_layers must be positive")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        extra = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
+        self.rnn = _CELLS[cell](
+            input_size,
+            hidden_size,
+            num_layers=num_layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+            dropout=dropout if num_layers > 1 else 0.0,
+            **extra,
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.num_layers = num_layers
+        self.directions = 2 if bidirectional else 1
+        self.output_size = hidden_size * self.directions
+
+    def forward(self, embedded: Tensor, lengths: Tensor) -> EncoderOutput:
+        """(B, S, E) embeddings, (B,) lengths → states (B, S, M), final (L, B, M), mask (B, S)."""
+        B, S, _ = embedded.shape
+        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        outputs, hidden = self.rnn(packed)
+        states, _ = pad_packed_sequence(outputs, batch_first=True, total_length=S)
+        if isinstance(hidden, tuple):  # LSTM: (h, c); the decoder starts from h
+            hidden = hidden[0]
+        # (L·D, B, H) → (L, D, B, H) → (L, B, D·H): directions side by side per layer
+        final = hidden.view(self.num_layers, self.directions, B, -1)
+        final = torch.cat(final.unbind(1), dim=-1)
+        mask = torch.arange(S, device=lengths.device)[None, :] < lengths[:, None]
+        return EncoderOutput(self.dropout(states), final, mask)
+
+
+@register("encoder", "gru")
+def gru_encoder(
+    input_size: int,
+    hidden_size: int = 256,
+    num_layers: int = 1,
+    bidirectional: bool = True,
+    dropout: float = 0.0,
+) -> RNNEncoder:
+    """GRU encoder; output size is hidden_size × 2 when bidirectional."""
+    return RNNEncoder("gru", input_size, hidden_size, num_layers, bidirectional, dropout)
+
+
+@register("encoder", "lstm")
+def lstm_encoder(
+    input_size: int,
+    hidden_size: int = 256,
+    num_layers: int = 1,
+    bidirectional: bool = True,
+    dropout: float = 0.0,
+) -> RNNEncoder:
+    """LSTM encoder; the decoder is initialised from the final hidden (not cell) states."""
+    return RNNEncoder("lstm", input_size, hidden_size, num_layers, bidirectional, dropout)
+
+
+@register("encoder", "rnn")
+def rnn_encoder(
+    input_size: int,
+    hidden_size: int = 256,
+    num_layers: int = 1,
+    bidirectional: bool = True,
+    dropout: float = 0.0,
+    nonlinearity: Literal["tanh", "relu"] = "tanh",
+) -> RNNEncoder:
+    """Elman RNN encoder with a tanh or relu nonlinearity."""
+    return RNNEncoder("rnn", input_size, hidden_size, num_layers, bidirectional, dropout, nonlinearity)

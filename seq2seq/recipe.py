@@ -1,0 +1,257 @@
+"""Recipes: load YAML, apply key=value overrides, validate everything into typed sections."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+
+from seq2seq import registry
+from seq2seq.errors import Problem, RecipeError
+from seq2seq.schema import parse_dataclass, suggest
+
+
+@dataclass(frozen=True)
+class Component:
+    """Marks a recipe field as a component spec of a registry kind."""
+
+    kind: str
+
+
+Spec = str | dict[str, Any]
+EncoderSpec = Annotated[Spec, Component("encoder")]
+AttentionSpec = Annotated[Spec, Component("attention")]
+DecoderSpec = Annotated[Spec, Component("decoder")]
+SearchSpec = Annotated[Spec, Component("search")]
+MetricSpec = Annotated[Spec, Component("metric")]
+TokenizerSpec = Annotated[Spec, Component("tokenizer")]
+OptimizerSpec = Annotated[Spec, Component("optimizer")]
+SchedulerSpec = Annotated[Spec, Component("scheduler")]
+LOSS_METRICS = {"loss": False, "ppl": False}  # name → higher is better
+
+
+@dataclass
+class Corpus:
+    """One split: two line-aligned text files, or a Hugging Face `datasets` source."""
+
+    source: str | None = None  # text file, one segment per line
+    target: str | None = None  # text file aligned line by line with `source`
+    dataset: str | None = None  # datasets builder (json, csv, parquet) or hub name
+    data_files: str | list[str] | None = None  # local files for a builder such as json
+    config: str | None = None  # dataset configuration name (hub datasets)
+    split: str = "train"  # which split of the dataset
+    source_column: str = "source"  # column holding source text
+    target_column: str = "target"  # column holding target text
+    limit: int | None = None  # keep only the first N examples
+
+
+@dataclass
+class DataConfig:
+    """Where the text comes from and how it becomes pieces."""
+
+    train: Corpus
+    valid: Corpus | None = None
+    tokenizer: TokenizerSpec = field(default_factory=lambda: {"type": "sentencepiece"})
+    joint_vocab: bool = True  # one tokenizer for both sides (needed for share_embeddings)
+    max_length: int = 100  # training pairs with more pieces on either side are dropped
+
+
+@dataclass
+class ModelConfig:
+    """The network: embeddings, encoder, attention, decoder."""
+
+    embedding_dim: int = 256
+    embedding_dropout: float = 0.2
+    encoder: EncoderSpec = field(default_factory=lambda: {"type": "gru"})
+    attention: AttentionSpec | None = "bahdanau"
+    decoder: DecoderSpec = field(default_factory=lambda: {"type": "luong"})
+    tie_output: bool = False  # output projection shares the target embedding matrix
+    share_embeddings: bool = False  # source and target embeddings are one matrix (joint vocab)
+
+
+@dataclass
+class EarlyStopping:
+    """Stop when the selection metric has not improved for `patience` validations."""
+
+    patience: int = 5  # validations without improvement of train.validation.select
+
+
+@dataclass
+class Validation:
+    """What each validation computes."""
+
+    every: int = 500  # steps between validations (and checkpoints); 0: only at the end
+    select: str = "loss"  # picks the best checkpoint: loss, ppl, or a metric in `metrics`
+    subset: int | None = None  # decode only the first N validation sentences (None: all)
+    search: SearchSpec = "greedy"  # search used to decode for the metrics
+    batch_size: int = 64  # sentences per decoding batch
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation loop."""
+
+    lr: float = 0.001
+    batch_tokens: int = 2000  # target+source tokens budget per batch (max side × sentences)
+    max_epochs: int = 10
+    max_steps: int | None = None  # stop after this many updates, whatever the epoch
+    optimizer: OptimizerSpec = "adam"
+    scheduler: SchedulerSpec = "constant"
+    clip_grad_norm: float | None = 1.0  # global gradient norm limit; None disables clipping
+    label_smoothing: float = 0.0
+    teacher_forcing: float = 1.0  # probability of feeding the gold previous token
+    validation: Validation = field(default_factory=Validation)
+    early_stopping: EarlyStopping | None = None
+    keep_checkpoints: int = 2  # step checkpoints kept besides the best one
+    log_every: int = 50  # steps between progress lines
+    max_nonfinite: int = 10  # stop after this many non-finite losses or gradients in a row
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+
+
+@dataclass
+class Recipe:
+    """A whole experiment."""
+
+    data: DataConfig
+    name: str = "run"
+    seed: int = 1
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    search: SearchSpec = "greedy"  # used by `translate` and `evaluate`
+    metrics: list[MetricSpec] = field(default_factory=lambda: ["bleu"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, as it would be written in YAML."""
+        return dataclasses.asdict(self)
+
+
+def _component_check(marker: Any, value: Any, path: str) -> list[Problem]:
+    if isinstance(marker, Component):
+        return registry.check(marker.kind, value, path)
+    return []
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file safely, with errors that name the file and line."""
+    if not path.is_file():
+        raise RecipeError(str(path), [Problem("", "file not found")])
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecipeError(str(path), [Problem("", f"not UTF-8 text (byte {exc.start})")]) from exc
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise RecipeError(str(path), [Problem("", f"invalid YAML: {where}{reason}")]) from exc
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> list[Problem]:
+    """Set `a.b.c=value` overrides in place (values parsed as YAML); return problems."""
+    problems = []
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            problems.append(Problem(override, "an override looks like key.path=value"))
+            continue
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            problems.append(Problem(key, f"value {text!r} is not valid YAML"))
+            continue
+        node = data
+        parts = key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if isinstance(child, str):  # a bare component name becomes {type: name}
+                child = node[part] = {"type": child}
+            elif child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                where = ".".join(parts[: i + 1])
+                problems.append(Problem(key, f"{where} is {child!r}, not a section"))
+                break
+            node = child
+        else:
+            node[parts[-1]] = value
+    return problems
+
+
+def _cross_checks(recipe: Recipe) -> list[Problem]:
+    """Rules that involve more than one key."""
+    problems = []
+    select = recipe.train.validation.select
+    metric_names = [registry.split_spec(m)[0] for m in recipe.metrics]
+    if select not in LOSS_METRICS and select not in metric_names:
+        known = [*LOSS_METRICS, *metric_names]
+        problems.append(
+            Problem(
+                "train.validation.select",
+                f"'{select}' is neither loss, ppl nor a metric listed in `metrics`."
+                f"{suggest(select, known)} Known: {', '.join(known)}",
+            )
+        )
+    if recipe.train.early_stopping is not None:
+        if recipe.data.valid is None or recipe.train.validation.every <= 0:
+            problems.append(
+                Problem("train.early_stopping", "needs data.valid and train.validation.every > 0")
+            )
+    if recipe.model.share_embeddings and not recipe.data.joint_vocab:
+        problems.append(
+            Problem("model.share_embeddings", "needs data.joint_vocab: true (one vocabulary)")
+        )
+    for path, corpus in (("data.train", recipe.data.train), ("data.valid", recipe.data.valid)):
+        if corpus is None:
+            continue
+        files = corpus.source is not None or corpus.target is not None
+        if files and corpus.dataset is not None:
+            problems.append(Problem(path, "give either source/target files or a dataset, not both"))
+        elif corpus.dataset is None and (corpus.source is None or corpus.target is None):
+            problems.append(Problem(path, "give both `source` and `target` files, or `dataset`"))
+    positive = {
+        "data.max_length": recipe.data.max_length,
+        "model.embedding_dim": recipe.model.embedding_dim,
+        "train.batch_tokens": recipe.train.batch_tokens,
+        "train.max_epochs": recipe.train.max_epochs,
+        "train.lr": recipe.train.lr,
+    }
+    problems += [Problem(k, f"must be positive, got {v}") for k, v in positive.items() if v <= 0]
+    if not 0.0 <= recipe.train.teacher_forcing <= 1.0:
+        problems.append(Problem("train.teacher_forcing", "must be between 0 and 1"))
+    return problems
+
+
+def parse_recipe(data: Any, source: str = "the recipe") -> Recipe:
+    """Validate plain data into a Recipe, raising one RecipeError listing every problem."""
+    if not isinstance(data, Mapping):
+        kind = "empty" if data is None else f"a {type(data).__name__}"
+        raise RecipeError(source, [Problem("", f"a recipe is a YAML mapping, this is {kind}")])
+    registry.load_builtins()
+    recipe, problems = parse_dataclass(Recipe, data, "", _component_check)
+    if recipe is not None:
+        problems = _cross_checks(recipe)
+    if problems:
+        raise RecipeError(source, problems)
+    return recipe  # type: ignore[no-any-return]
+
+
+def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
+    """Read, override and validate a recipe file."""
+    path = Path(path)
+    data = read_yaml(path)
+    if isinstance(data, dict):
+        problems = apply_overrides(data, overrides)
+        if problems:
+            raise RecipeError(str(path), problems)
+    return parse_recipe(data, str(path))
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    """The resolved recipe as YAML text."""
+    return yaml.safe_dump(recipe.to_dict(), sort_keys=False, allow_unicode=True)

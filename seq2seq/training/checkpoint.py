@@ -1,0 +1,182 @@
+"""Checkpoints: atomic writes, safetensors weights, trainer state loaded without unpickling code.
+
+Layout inside a run dir::
+
+    checkpoints/step-00001000/model.safetensors   weights (+ JSON metadata in the header)
+    checkpoints/step-00001000/trainer.pt          optimizer, schedule, RNG and loop state
+    checkpoints/latest.json                       {"dir": "step-00001000", "step": 1000}
+    checkpoints/best.json                         {"dir": ..., "step": ..., "metric": ..., "value": ...}
+
+A step directory is written under a temporary name and renamed when complete, and the pointer
+files are replaced atomically, so a kill at any moment leaves the previous checkpoint loadable.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+from torch import nn
+
+from seq2seq.errors import BundleError
+
+CHECKPOINTS = "checkpoints"
+WEIGHTS = "model.safetensors"
+TRAINER = "trainer.pt"
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or new entry in `path` durable."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # some platforms cannot open directories; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so readers see the old file or the whole new one, never a part."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def weights_bytes(model: nn.Module, metadata: dict[str, str]) -> bytes:
+    """Safetensors bytes of the model; tied parameters are stored once and listed as aliases."""
+    seen: dict[tuple[int, tuple[int, ...]], str] = {}
+    tensors, aliases = {}, {}
+    for name, tensor in model.state_dict().items():
+        key = (tensor.data_ptr(), tuple(tensor.shape))
+        if key in seen:
+            aliases[name] = seen[key]
+            continue
+        seen[key] = name
+        tensors[name] = tensor.detach().contiguous().cpu()
+    meta = {**metadata, "aliases": json.dumps(aliases)}
+    return save_safetensors(tensors, metadata=meta)  # type: ignore[no-any-return]
+
+
+def load_weights(model: nn.Module, path: Path) -> dict[str, str]:
+    """Load safetensors weights into `model`; return the header metadata."""
+    if not path.is_file():
+        raise BundleError(f"weights file {path} is missing")
+    data = path.read_bytes()
+    try:
+        tensors = load_safetensors(data)
+        header_len = int.from_bytes(data[:8], "little")
+        metadata = json.loads(data[8 : 8 + header_len]).get("__metadata__", {})
+    except (SafetensorError, ValueError, UnicodeDecodeError) as exc:
+        raise BundleError(f"weights file {path} is damaged or truncated: {exc}") from exc
+    for name, source in json.loads(metadata.get("aliases", "{}")).items():
+        tensors[name] = tensors[source]
+    result = model.load_state_dict(tensors, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise BundleError(
+            f"weights file {path} does not fit the model built from the recipe "
+            f"(missing: {result.missing_keys[:5]}, unexpected: {result.unexpected_keys[:5]})"
+        )
+    return dict(metadata)
+
+
+def save_checkpoint(
+    run_dir: Path, step: int, model: nn.Module, trainer_state: dict[str, Any], keep: int,
+    best: dict[str, Any] | None = None,
+) -> Path:  # fmt: skip
+    """Write checkpoint `step`, point latest.json (and best.json if given) at it, prune old ones."""
+    root = run_dir / CHECKPOINTS
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"step-{step:08d}"
+    final = root / name
+    tmp = root / f".{name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        atomic_write(tmp / WEIGHTS, weights_bytes(model, {"step": str(step)}))
+        buffer = io.BytesIO()
+        torch.save(trainer_state, buffer)
+        atomic_write(tmp / TRAINER, buffer.getvalue())
+        if final.exists():  # re-saving the same step (e.g. the final save right after a validation)
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fsync_dir(root)
+    atomic_write(root / "latest.json", json.dumps({"dir": name, "step": step}).encode())
+    if best is not None:
+        atomic_write(root / "best.json", json.dumps({"dir": name, "step": step, **best}).encode())
+    prune(root, keep)
+    return final
+
+
+def read_pointer(run_dir: Path, which: str) -> dict[str, Any] | None:
+    """The content of latest.json or best.json, or None when absent or unreadable."""
+    try:
+        pointer = json.loads((run_dir / CHECKPOINTS / f"{which}.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(pointer, dict) or not (run_dir / CHECKPOINTS / str(pointer.get("dir"))).is_dir():
+        return None
+    return pointer
+
+
+def checkpoint_dir(run_dir: Path, which: str = "best") -> Path | None:
+    """Directory of the best (falling back to latest) or latest checkpoint; None if there is none."""
+    order = ["best", "latest"] if which == "best" else ["latest"]
+    for name in order:
+        pointer = read_pointer(run_dir, name)
+        if pointer is not None:
+            return run_dir / CHECKPOINTS / pointer["dir"]
+    steps = sorted((run_dir / CHECKPOINTS).glob("step-*")) if (run_dir / CHECKPOINTS).is_dir() else []
+    return steps[-1] if steps else None
+
+
+def prune(root: Path, keep: int) -> None:
+    """Remove all but the `keep` newest step checkpoints, never the best one."""
+    best = read_pointer(root.parent, "best")
+    protected = {best["dir"]} if best else set()
+    steps = sorted(p for p in root.glob("step-*") if p.is_dir())
+    for old in steps[: max(0, len(steps) - max(keep, 1))]:
+        if old.name not in protected:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def load_trainer_state(directory: Path) -> dict[str, Any]:
+    """Trainer state saved by `save_checkpoint`, loaded with weights_only=True (no code runs)."""
+    path = directory / TRAINER
+    if not path.is_file():
+        raise BundleError(f"trainer state {path} is missing; cannot resume from this checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise BundleError(
+            f"refusing to load {path}: it holds objects other than tensors and plain data, "
+            "which could run code; it was not written by seq2seq"
+        ) from exc
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise BundleError(f"trainer state {path} is damaged or truncated: {exc}") from exc
+    if not isinstance(state, dict):
+        raise BundleError(f"trainer state {path} is not a seq2seq trainer state")
+    return state
