@@ -110,7 +110,11 @@ def register(kind: str, name: str) -> Callable[[F], F]:
     """Class or function decorator that registers a component under `kind`/`name`."""
 
     def decorate(factory: F) -> F:
-        origin = _origin_stack[-1] if _origin_stack else f"module {factory.__module__}"
+        module = factory.__module__
+        if module in BUILTIN_MODULES:  # however the built-in module got imported
+            origin = BUILTIN
+        else:
+            origin = _origin_stack[-1] if _origin_stack else f"module {module}"
         _check_factory(kind, name, factory, origin)
         _add(Entry(kind, name, factory, origin))
         return factory

@@ -26,6 +26,7 @@ def cli(debug: bool, quiet: bool, imports: tuple[str, ...]) -> None:
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr
     )
+    logging.getLogger("absl").setLevel(logging.WARNING)  # rouge-score's chatter
     if imports:
         registry.import_modules(imports)
 

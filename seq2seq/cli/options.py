@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
-
-import click
 
 from seq2seq import registry
 from seq2seq.errors import Problem, RecipeError
@@ -44,7 +43,7 @@ def build_search(spec: Any) -> Any:
 def output_file(path: str | None) -> Iterator[IO[str]]:
     """stdout, or a file written under a temporary name and renamed only when complete."""
     if path is None or path == "-":
-        yield click.get_text_stream("stdout")
+        yield sys.stdout
         return
     target = Path(path)
     tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")

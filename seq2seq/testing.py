@@ -1,0 +1,112 @@
+"""Contract checks for components, reusable by plugin packages in their own tests.
+
+Each `check_*` builds the component through the registry with tiny sizes and raises
+AssertionError with a clear message when the component breaks the interface in
+`seq2seq.modules.protocols`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from seq2seq.modules.protocols import DecoderState, EncoderOutput
+from seq2seq.registry import build
+
+B, S, E, M, H = 3, 5, 8, 12, 10
+
+
+def _memory() -> tuple[Tensor, Tensor]:
+    memory = torch.randn(B, S, M, requires_grad=True)
+    lengths = torch.tensor([S, 3, 1])
+    mask = torch.arange(S)[None, :] < lengths[:, None]
+    return memory, mask
+
+
+def check_attention(spec: Any, query_size: int = H, key_size: int = M) -> None:
+    """Shapes, exact zeros on padding, weights summing to one, gradients to every parameter."""
+    torch.manual_seed(0)
+    attention = build("attention", spec, where="attention", query_size=query_size,
+                      key_size=key_size)  # fmt: skip
+    memory, mask = _memory()
+    if key_size != M:
+        memory = torch.randn(B, S, key_size, requires_grad=True)
+    query = torch.randn(B, query_size, requires_grad=True)
+    keys = attention.prepare(memory)
+    context, weights = attention(query, keys, memory, mask)
+    assert context.shape == (B, key_size), f"context shape {tuple(context.shape)}"
+    assert weights.shape == (B, S), f"weights shape {tuple(weights.shape)}"
+    assert torch.all(weights[~mask] == 0), "padded positions must get exactly zero weight"
+    sums = weights.sum(-1)
+    assert torch.allclose(sums, torch.ones_like(sums), atol=1e-5), f"weights sum to {sums}"
+    steps = torch.randn(B, 4, query_size)
+    ctx_seq, w_seq = attention(steps, keys, memory, mask)
+    assert ctx_seq.shape == (B, 4, key_size) and w_seq.shape == (B, 4, S), "(B, T, H) queries"
+    single, _ = attention(steps[:, 2], keys, memory, mask)
+    assert torch.allclose(single, ctx_seq[:, 2], atol=1e-5), "sequence and step queries differ"
+    (context.sum() + weights.pow(2).sum()).backward()
+    for name, param in attention.named_parameters():
+        assert param.grad is not None and torch.any(param.grad != 0), f"no gradient to {name}"
+    assert query.grad is not None and memory.grad is not None, "no gradient to query or memory"
+
+
+def check_encoder(spec: Any, input_size: int = E) -> None:
+    """Output shapes, mask, padding invariance and gradients."""
+    torch.manual_seed(0)
+    encoder = build("encoder", spec, where="encoder", input_size=input_size)
+    encoder.eval()
+    embedded = torch.randn(B, S, input_size, requires_grad=True)
+    lengths = torch.tensor([S, 3, 1])
+    out = encoder(embedded, lengths)
+    assert isinstance(out, EncoderOutput), "encoders return EncoderOutput"
+    M_out = encoder.output_size
+    assert out.states.shape == (B, S, M_out), f"states shape {tuple(out.states.shape)}"
+    assert out.final.dim() == 3 and out.final.shape[1:] == (B, M_out), "final is (L, B, M)"
+    assert out.mask.tolist() == (torch.arange(S)[None] < lengths[:, None]).tolist(), "mask"
+    assert torch.all(out.states[1, 3:] == 0), "states past a sentence's length must be zero"
+    alone = encoder(embedded[1:2, :3], lengths[1:2])
+    assert torch.allclose(alone.states[0], out.states[1, :3], atol=1e-5), "padding leaks in"
+    out.states.sum().backward()
+    for name, param in encoder.named_parameters():
+        assert param.grad is not None, f"no gradient to {name}"
+
+
+def check_decoder(spec: Any, attention: Any = "bahdanau", input_size: int = E) -> None:
+    """Step shapes, state reordering, batch-of-one equals a row, parallel path equals steps."""
+    from functools import partial
+
+    torch.manual_seed(0)
+    make = None if attention is None else partial(
+        build, "attention", attention, where="attention", key_size=M
+    )
+    decoder = build("decoder", spec, where="decoder", input_size=input_size, memory_size=M,
+                    make_attention=make)  # fmt: skip
+    decoder.eval()
+    memory, mask = _memory()
+    encoded = EncoderOutput(memory, torch.randn(1, B, M), mask)
+    state = decoder.init_state(encoded)
+    assert isinstance(state, DecoderState), "init_state returns DecoderState"
+    steps = torch.randn(B, 4, input_size)
+    outs = []
+    s = state
+    for t in range(4):
+        out, s = decoder.step(steps[:, t], s)
+        assert out.shape == (B, decoder.hidden_size), f"step output {tuple(out.shape)}"
+        outs.append(out)
+    stepped = torch.stack(outs, 1)
+    parallel = getattr(decoder, "forward_sequence", None)
+    whole = parallel(steps, state) if parallel is not None else None
+    if whole is not None:
+        assert torch.allclose(whole, stepped, atol=1e-5), "forward_sequence differs from step"
+    index = torch.tensor([2, 0, 0])
+    picked = state.select(index)
+    out_picked, _ = decoder.step(steps[index, 0], picked)
+    assert torch.allclose(out_picked, outs[0][index], atol=1e-5), "select() does not reorder"
+    one = decoder.init_state(EncoderOutput(memory[1:2], encoded.final[:, 1:2], mask[1:2]))
+    out_one, _ = decoder.step(steps[1:2, 0], one)
+    assert torch.allclose(out_one, outs[0][1:2], atol=1e-5), "batch of one differs from its row"
+    stepped.sum().backward()
+    for name, param in decoder.named_parameters():
+        assert param.grad is not None, f"no gradient to {name}"

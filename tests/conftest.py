@@ -1,0 +1,122 @@
+"""Shared fixtures: registry isolation, tiny data, a fake installed plugin."""
+
+from __future__ import annotations
+
+import random
+import sys
+from collections.abc import Callable, Iterator
+from importlib import invalidate_caches
+from pathlib import Path
+
+import pytest
+import torch
+
+from seq2seq import registry
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def clean_registry() -> Iterator[None]:
+    """Registrations made in the test are undone afterwards."""
+    saved = registry.snapshot()
+    yield
+    registry.restore(saved)
+
+
+@pytest.fixture
+def fake_plugin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_registry: None
+) -> Callable[..., Path]:
+    """Install a fake distribution (a *.dist-info folder on sys.path) with entry points.
+
+    Call it with (dist name, module source, {group: {name: "module:attr"}}).
+    """
+
+    def install(dist: str, module: str, source: str, groups: dict[str, dict[str, str]],
+                version: str = "0.1") -> Path:  # fmt: skip
+        root = tmp_path / f"site-{dist}"
+        root.mkdir(exist_ok=True)
+        (root / f"{module}.py").write_text(source, encoding="utf-8")
+        info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n", encoding="utf-8"
+        )
+        lines = []
+        for group, entries in groups.items():
+            lines.append(f"[{group}]")
+            lines += [f"{name} = {target}" for name, target in entries.items()]
+        (info / "entry_points.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        monkeypatch.syspath_prepend(str(root))
+        invalidate_caches()
+        monkeypatch.delitem(sys.modules, module, raising=False)
+        return root
+
+    return install
+
+
+def write_pairs(directory: Path, name: str, pairs: list[tuple[str, str]]) -> tuple[Path, Path]:
+    """Write line-aligned source/target files; return their paths."""
+    src = directory / f"{name}.src"
+    tgt = directory / f"{name}.tgt"
+    src.write_text("".join(s + "\n" for s, _ in pairs), encoding="utf-8")
+    tgt.write_text("".join(t + "\n" for _, t in pairs), encoding="utf-8")
+    return src, tgt
+
+
+def reversal_pairs(count: int, seed: int, min_len: int = 3, max_len: int = 8) -> list[tuple[str, str]]:
+    """Digit strings and their reversals, space-separated: the synthetic task."""
+    rng = random.Random(seed)
+    pairs = []
+    for _ in range(count):
+        digits = [str(rng.randrange(10)) for _ in range(rng.randint(min_len, max_len))]
+        pairs.append((" ".join(digits), " ".join(reversed(digits))))
+    return pairs
+
+
+@pytest.fixture
+def reversal_dir(tmp_path: Path) -> Path:
+    """A folder with train/valid files of the digit-reversal task."""
+    data = tmp_path / "data"
+    data.mkdir()
+    write_pairs(data, "train", reversal_pairs(3000, seed=1))
+    write_pairs(data, "valid", reversal_pairs(100, seed=2))
+    return data
+
+
+def tiny_recipe(data: Path, **sections: dict) -> dict:
+    """A recipe dict for the reversal task with tiny dims; `sections` update its parts."""
+    recipe = {
+        "name": "tiny",
+        "seed": 3,
+        "data": {
+            "train": {"source": str(data / "train.src"), "target": str(data / "train.tgt")},
+            "valid": {"source": str(data / "valid.src"), "target": str(data / "valid.tgt")},
+            "tokenizer": "whitespace",
+            "max_length": 20,
+        },
+        "model": {
+            "embedding_dim": 16,
+            "embedding_dropout": 0.0,
+            "encoder": {"type": "gru", "hidden_size": 16},
+            "attention": "bahdanau",
+            "decoder": {"type": "luong", "hidden_size": 32, "dropout": 0.0},
+        },
+        "train": {
+            "lr": 0.01,
+            "batch_tokens": 400,
+            "max_epochs": 1,
+            "max_steps": 10,
+            "validation": {"every": 5, "search": "greedy"},
+            "log_every": 5,
+        },
+        "metrics": ["bleu"],
+    }
+    for key, value in sections.items():
+        recipe[key] = {**recipe.get(key, {}), **value}
+    return recipe

@@ -1,0 +1,152 @@
+"""The command line end to end: train → translate → evaluate → score, and its error messages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from seq2seq.cli import main
+from tests.conftest import reversal_pairs, tiny_recipe, write_pairs
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run the CLI in-process; return (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    out, err = capsys.readouterr()
+    return int(exit_info.value.code or 0), out, err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A run dir trained for a few steps with a sentencepiece tokenizer; and its data dir."""
+    root = tmp_path_factory.mktemp("cli")
+    data = root / "data"
+    data.mkdir()
+    write_pairs(data, "train", reversal_pairs(400, seed=1))
+    write_pairs(data, "valid", reversal_pairs(20, seed=2))
+    recipe = tiny_recipe(data, train={"max_steps": 6, "validation": {"every": 3, "select": "bleu"}})
+    recipe["data"]["tokenizer"] = {"type": "sentencepiece", "vocab_size": 30}
+    recipe["search"] = {"type": "greedy", "max_length": 12}
+    path = root / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["-q", "train", str(path), "--out", str(root / "run"), "train.lr=0.02"])
+    assert exit_info.value.code == 0
+    return root / "run", data
+
+
+def test_train_writes_a_bundle(trained: tuple[Path, Path]) -> None:
+    """The run dir holds the resolved recipe (with the override), tokenizer, checkpoints, log."""
+    run_dir, _ = trained
+    assert yaml.safe_load((run_dir / "recipe.yaml").read_text())["train"]["lr"] == 0.02
+    assert (run_dir / "tokenizer" / "joint.bin").is_file()
+    assert (run_dir / "checkpoints" / "best.json").is_file()
+    assert (run_dir / "metrics.jsonl").read_text().count('"split": "valid"') == 2
+
+
+def test_translate_keeps_lines_and_order(trained, tmp_path, capsys) -> None:
+    """One output line per input line, blank lines stay blank, -o written whole."""
+    run_dir, _ = trained
+    source = tmp_path / "in.txt"
+    source.write_text("1 2 3\n\n4 5 6 7\n   \n9\n", encoding="utf-8")
+    out_file = tmp_path / "out.txt"
+    code, _, err = run(["translate", str(run_dir), "-i", str(source), "-o", str(out_file)], capsys)
+    assert code == 0, err
+    lines = out_file.read_text(encoding="utf-8").split("\n")
+    assert len(lines) == 6 and lines[-1] == ""
+    assert lines[1] == "" and lines[3] == ""
+    assert lines[0] and lines[2] and lines[4]
+
+
+def test_translate_reads_stdin(trained, capsys, monkeypatch) -> None:
+    """Without -i the input comes from stdin."""
+    import io
+
+    run_dir, _ = trained
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"1 2\n3 4\n")))
+    code, out, _ = run(["translate", str(run_dir), "--max-length", "3"], capsys)
+    assert code == 0
+    assert len(out.splitlines()) == 2
+
+
+def test_translate_rejects_non_utf8_with_line_number(trained, tmp_path, capsys) -> None:
+    """Bad input bytes: one message with the line, exit 1, no traceback, no output file."""
+    run_dir, _ = trained
+    source = tmp_path / "bad.txt"
+    source.write_bytes(b"1 2\n\xff\xfe\n")
+    out_file = tmp_path / "out.txt"
+    code, _, err = run(["translate", str(run_dir), "-i", str(source), "-o", str(out_file)], capsys)
+    assert code == 1
+    assert "line 2 is not valid UTF-8" in err and "Traceback" not in err
+    assert not out_file.exists()
+
+
+def test_evaluate_and_score(trained, tmp_path, capsys) -> None:
+    """evaluate prints each metric with its signature; score does the same for files."""
+    run_dir, data = trained
+    code, out, _ = run(["evaluate", str(run_dir), "--source", str(data / "valid.src"),
+                        "--reference", str(data / "valid.tgt"), "--metric", "bleu,chrf,rougeL",
+                        "-o", str(tmp_path / "hyp.txt")], capsys)  # fmt: skip
+    assert code == 0
+    assert "segments: 20" in out and "tok:13a" in out and "stemming:on" in out
+    code, out, _ = run(["score", "--hyp", str(data / "valid.tgt"), "--ref",
+                        str(data / "valid.tgt"), "--metric", "bleu,ter"], capsys)  # fmt: skip
+    assert code == 0
+    assert "bleu       100.00" in out and "ter          0.00" in out
+
+
+def test_validate_and_components(trained, capsys) -> None:
+    """validate prints the model and its size; components lists kinds, origins, arguments."""
+    run_dir, _ = trained
+    code, out, _ = run(["validate", str(run_dir / "recipe.yaml")], capsys)
+    assert code == 0 and "parameters:" in out and "OK" in out
+    code, out, _ = run(["components", "attention"], capsys)
+    assert code == 0
+    assert "bahdanau" in out and "[built-in]" in out and "hidden_size" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["translate", "{tmp}/nowhere"], "is not a directory"),
+        (["translate", "{tmp}"], "is not a seq2seq run dir"),
+        (["train", "{tmp}/missing.yaml", "--out", "{tmp}/r"], "file not found"),
+        (["train", "{recipe}"], "give --out"),
+        (["validate", "{recipe}", "model.attention.type=bahdanu"], "Did you mean 'bahdanau'"),
+        (["validate", "{recipe}", "model.encoder.hidden_sise=3"], "Did you mean 'hidden_size'"),
+        (["validate", "{recipe}", "train.lr=fast"], "expected float, got 'fast'"),
+        (["score", "--hyp", "{recipe}", "--ref", "{tmp}/none"], "not found"),
+    ],
+)
+def test_user_errors_are_one_message(args, message, tmp_path, capsys) -> None:
+    """Each user error: exit code 1 (2 for usage), the message, no traceback."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe(tmp_path)), encoding="utf-8")
+    filled = [a.format(tmp=tmp_path, recipe=recipe) for a in args]
+    code, _, err = run(filled, capsys)
+    assert code in (1, 2)
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_existing_run_dir_is_not_overwritten(trained, capsys) -> None:
+    """Training into an existing run refuses and points at --resume."""
+    run_dir, _ = trained
+    code, _, err = run(["train", str(run_dir / "recipe.yaml"), "--out", str(run_dir)], capsys)
+    assert code == 1 and "--resume" in err
+
+
+def test_console_script_runs_as_a_process(trained, tmp_path) -> None:
+    """`python -m seq2seq` works as a real process; --debug shows the traceback."""
+    result = subprocess.run([sys.executable, "-m", "seq2seq", "translate", str(tmp_path)],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "not a seq2seq run dir" in result.stderr
+    debug = subprocess.run([sys.executable, "-m", "seq2seq", "--debug", "translate",
+                            str(tmp_path)], capture_output=True, text=True)  # fmt: skip
+    assert "Traceback" in debug.stderr

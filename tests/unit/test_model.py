@@ -1,0 +1,116 @@
+"""Seq2Seq assembly: shapes, the parallel teacher-forcing path, tying, scheduled sampling."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from seq2seq.errors import RecipeError
+from seq2seq.model import build_model, count_parameters
+from seq2seq.recipe import ModelConfig
+from seq2seq.training.loss import sequence_loss
+
+
+def _config(**changes: object) -> ModelConfig:
+    base = {
+        "embedding_dim": 8,
+        "embedding_dropout": 0.0,
+        "encoder": {"type": "gru", "hidden_size": 6},
+        "attention": "bahdanau",
+        "decoder": {"type": "luong", "hidden_size": 8, "dropout": 0.0, "input_feeding": False},
+    }
+    base.update(changes)
+    return ModelConfig(**base)  # type: ignore[arg-type]
+
+
+def _batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    src = torch.tensor([[5, 6, 7, 3], [8, 3, 0, 0]])
+    lengths = torch.tensor([4, 2])
+    tgt_in = torch.tensor([[2, 9, 10], [2, 11, 0]])
+    tgt_out = torch.tensor([[9, 10, 3], [11, 3, 0]])
+    return src, lengths, tgt_in, tgt_out
+
+
+def test_forward_shapes_and_step_log_probs() -> None:
+    """forward gives (B, T, V) logits; step gives normalised (B, V) log-probabilities."""
+    model = build_model(_config(), 20, 30).eval()
+    src, lengths, tgt_in, _ = _batch()
+    assert model(src, lengths, tgt_in).shape == (2, 3, 30)
+    log_probs, _ = model.step(tgt_in[:, 0], model.encode(src, lengths))
+    assert log_probs.shape == (2, 30)
+    assert torch.allclose(log_probs.exp().sum(-1), torch.ones(2), atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_parallel_path_matches_step_path(cell: str) -> None:
+    """Without input feeding the whole target runs in one RNN call; the loss is the same."""
+    model = build_model(
+        _config(decoder={"type": "luong", "cell": cell, "hidden_size": 8, "dropout": 0.0,
+                         "input_feeding": False, "num_layers": 2}),  # fmt: skip
+        20, 30,
+    ).eval()
+    src, lengths, tgt_in, tgt_out = _batch()
+    parallel = sequence_loss(model(src, lengths, tgt_in), tgt_out)[0]
+    model.decoder.forward_sequence = lambda *args: None  # force the step-by-step path
+    stepped = sequence_loss(model(src, lengths, tgt_in), tgt_out)[0]
+    assert torch.allclose(parallel, stepped, atol=1e-5)
+
+
+def test_padding_does_not_change_loss() -> None:
+    """A sentence scores the same alone and padded inside a batch."""
+    model = build_model(_config(), 20, 30).eval()
+    src, lengths, tgt_in, tgt_out = _batch()
+    batch_logits = model(src, lengths, tgt_in)
+    alone = model(src[1:, :2], lengths[1:], tgt_in[1:, :2])
+    assert torch.allclose(batch_logits[1, :2], alone[0], atol=1e-5)
+
+
+def test_scheduled_sampling_feeds_model_guesses() -> None:
+    """teacher_forcing 0 feeds the model's own argmax: the output differs from full forcing."""
+    model = build_model(_config(), 20, 30).eval()
+    src, lengths, tgt_in, _ = _batch()
+    forced = model(src, lengths, tgt_in, teacher_forcing=1.0)
+    free = model(src, lengths, tgt_in, teacher_forcing=0.0)
+    assert torch.allclose(forced[:, 0], free[:, 0])  # first step sees <s> either way
+    assert not torch.allclose(forced[:, 1:], free[:, 1:])
+
+
+def test_tie_output_shares_the_matrix() -> None:
+    """tie_output makes the output projection the target embedding matrix."""
+    tied = build_model(_config(tie_output=True), 20, 30)
+    untied = build_model(_config(), 20, 30)
+    assert tied.generator.weight is tied.tgt_embed.weight
+    assert count_parameters(untied) - count_parameters(tied) == 30 * 8
+
+
+def test_tie_output_size_mismatch_is_a_recipe_error() -> None:
+    """The decoder feature size must equal the embedding size to tie."""
+    cfg = _config(tie_output=True, embedding_dim=6)
+    with pytest.raises(RecipeError, match="model.tie_output"):
+        build_model(cfg, 20, 30)
+
+
+def test_share_embeddings() -> None:
+    """One matrix for both sides when the vocabulary is joint; an error otherwise."""
+    shared = build_model(_config(share_embeddings=True), 30, 30)
+    assert shared.src_embed is shared.tgt_embed
+    with pytest.raises(RecipeError, match="share_embeddings"):
+        build_model(_config(share_embeddings=True), 20, 30)
+
+
+def test_pad_embedding_is_zero_and_gets_no_gradient() -> None:
+    """The padding row stays zero."""
+    model = build_model(_config(), 20, 30)
+    src, lengths, tgt_in, tgt_out = _batch()
+    sequence_loss(model(src, lengths, tgt_in), tgt_out)[0].backward()
+    assert torch.all(model.src_embed.weight[0] == 0)
+    assert torch.all(model.src_embed.weight.grad[0] == 0)
+
+
+def test_attention_free_model() -> None:
+    """attention: null builds and trains a plain encoder-decoder."""
+    model = build_model(_config(attention=None), 20, 30)
+    src, lengths, tgt_in, tgt_out = _batch()
+    loss = sequence_loss(model(src, lengths, tgt_in), tgt_out)[0]
+    loss.backward()
+    assert model.decoder.attention is None
