@@ -82,7 +82,7 @@ def read_bundle_meta(run_dir: Path) -> dict[str, Any]:
             f"{path} has bundle format {version}, newer than this seq2seq {__version__} reads "
             f"({BUNDLE_FORMAT}); upgrade seq2seq (it was written by {meta.get('seq2seq_version')})"
         )
-    return meta  # type: ignore[no-any-return]
+    return meta
 
 
 def _check_components(meta: dict[str, Any]) -> None:

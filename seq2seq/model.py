@@ -91,7 +91,8 @@ class Seq2Seq(nn.Module):
         self, src: Tensor, lengths: Tensor, tgt_in: Tensor, teacher_forcing: float = 1.0
     ) -> Tensor:
         """Logits (B, T, V) for the target given (B, S) source and (B, T) shifted target."""
-        return self.generator(self.features(src, lengths, tgt_in, teacher_forcing))
+        logits: Tensor = self.generator(self.features(src, lengths, tgt_in, teacher_forcing))
+        return logits
 
 
 def build_model(
@@ -136,14 +137,20 @@ def build_model(
             ],
         )
     model = Seq2Seq(
-        src_embed, tgt_embed, encoder, decoder, tgt_vocab_size,
-        cfg.embedding_dropout, cfg.tie_output, specials,
-    )  # fmt: skip
+        src_embed,
+        tgt_embed,
+        encoder,
+        decoder,
+        tgt_vocab_size,
+        cfg.embedding_dropout,
+        cfg.tie_output,
+        specials,
+    )
     initialize(model)
     return model
 
 
-def initialize(model: nn.Module) -> None:
+def initialize(model: Seq2Seq) -> None:
     """Uniform ±1/√fan-in for matrices, zero biases, N(0, 1/√E) embeddings with a zero pad row."""
     for name, param in model.named_parameters():
         if "embed" in name.split(".")[0] and param.dim() == 2:
@@ -153,9 +160,9 @@ def initialize(model: nn.Module) -> None:
             nn.init.uniform_(param, -bound, bound)
         else:
             nn.init.zeros_(param)
-    for module in (model.src_embed, model.tgt_embed):  # type: ignore[union-attr]
+    for module in (model.src_embed, model.tgt_embed):
         with torch.no_grad():
-            module.weight[module.padding_idx].zero_()  # type: ignore[index]
+            module.weight[module.padding_idx or 0].zero_()
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -197,11 +197,11 @@ def _cross_checks(recipe: Recipe) -> list[Problem]:
                 f"{suggest(select, known)} Known: {', '.join(known)}",
             )
         )
-    if recipe.train.early_stopping is not None:
-        if recipe.data.valid is None or recipe.train.validation.every <= 0:
-            problems.append(
-                Problem("train.early_stopping", "needs data.valid and train.validation.every > 0")
-            )
+    no_validation = recipe.data.valid is None or recipe.train.validation.every <= 0
+    if recipe.train.early_stopping is not None and no_validation:
+        problems.append(
+            Problem("train.early_stopping", "needs data.valid and train.validation.every > 0")
+        )
     if recipe.model.share_embeddings and not recipe.data.joint_vocab:
         problems.append(
             Problem("model.share_embeddings", "needs data.joint_vocab: true (one vocabulary)")

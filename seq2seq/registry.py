@@ -17,8 +17,15 @@ from seq2seq.errors import PluginError, Problem, RecipeError
 from seq2seq.schema import check_value, suggest
 
 KINDS = (
-    "encoder", "attention", "decoder", "search", "metric", "tokenizer", "optimizer", "scheduler",
-)  # fmt: skip
+    "encoder",
+    "attention",
+    "decoder",
+    "search",
+    "metric",
+    "tokenizer",
+    "optimizer",
+    "scheduler",
+)
 
 # Arguments the builders pass at run time; a recipe must not set them.
 PROVIDED: dict[str, dict[str, str]] = {
@@ -101,7 +108,8 @@ def _add(entry: Entry) -> None:
     old = table.get(entry.name)
     if old is not None and old.factory is not entry.factory:
         raise PluginError(
-            f"{entry.kind} '{entry.name}' is registered twice: by {old.origin} and by {entry.origin}"
+            f"{entry.kind} '{entry.name}' is registered twice: "
+            f"by {old.origin} and by {entry.origin}"
         )
     table[entry.name] = entry
 
@@ -257,7 +265,7 @@ def _parameters(factory: Callable[..., Any]) -> list[inspect.Parameter]:
 
 def arguments(factory: Callable[..., Any]) -> dict[str, tuple[Any, Any]]:
     """Keyword arguments of a factory: name → (annotation, default or inspect.Parameter.empty)."""
-    target = factory.__init__ if inspect.isclass(factory) else factory  # type: ignore[misc]
+    target = factory.__init__ if inspect.isclass(factory) else factory
     try:
         hints = typing.get_type_hints(target, include_extras=True)
     except Exception:  # unresolvable forward references: skip type checks, keep names
@@ -310,9 +318,11 @@ def check(kind: str, spec: Any, where: str) -> list[Problem]:
             )
         else:
             problems += check_value(value, accepted[key][0], path)
-    for key, (annotation, default) in accepted.items():
+    for key, (_, default) in accepted.items():
         if default is inspect.Parameter.empty and key not in kwargs and key not in provided:
-            problems.append(Problem(f"{where}.{key}", f"missing required argument of {kind} '{name}'"))
+            problems.append(
+                Problem(f"{where}.{key}", f"missing required argument of {kind} '{name}'")
+            )
     return problems
 
 

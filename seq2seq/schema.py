@@ -60,6 +60,7 @@ def check_value(
     wrong = [Problem(path, f"expected {describe(annotation)}, got {_show(value)}")]
     if annotation is Any or annotation is dataclasses.MISSING:
         return []
+    problems: list[Problem]
     if origin is typing.Annotated:
         problems = check_value(value, args[0], path, marker_check)
         if not problems and marker_check is not None:
@@ -94,7 +95,7 @@ def check_value(
         if not isinstance(value, list):
             return wrong
         item = args[0] if args else Any
-        problems: list[Problem] = []
+        problems = []
         for i, element in enumerate(value):
             problems += check_value(element, item, f"{path}[{i}]", marker_check)
         return problems

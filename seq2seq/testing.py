@@ -28,8 +28,9 @@ def _memory() -> tuple[Tensor, Tensor]:
 def check_attention(spec: Any, query_size: int = H, key_size: int = M) -> None:
     """Shapes, exact zeros on padding, weights summing to one, gradients to every parameter."""
     torch.manual_seed(0)
-    attention = build("attention", spec, where="attention", query_size=query_size,
-                      key_size=key_size)  # fmt: skip
+    attention = build(
+        "attention", spec, where="attention", query_size=query_size, key_size=key_size
+    )
     memory, mask = _memory()
     if key_size != M:
         memory = torch.randn(B, S, key_size, requires_grad=True)
@@ -78,11 +79,14 @@ def check_decoder(spec: Any, attention: Any = "bahdanau", input_size: int = E) -
     from functools import partial
 
     torch.manual_seed(0)
-    make = None if attention is None else partial(
-        build, "attention", attention, where="attention", key_size=M
+    make = (
+        None
+        if attention is None
+        else partial(build, "attention", attention, where="attention", key_size=M)
     )
-    decoder = build("decoder", spec, where="decoder", input_size=input_size, memory_size=M,
-                    make_attention=make)  # fmt: skip
+    decoder = build(
+        "decoder", spec, where="decoder", input_size=input_size, memory_size=M, make_attention=make
+    )
     decoder.eval()
     memory, mask = _memory()
     encoded = EncoderOutput(memory, torch.randn(1, B, M), mask)

@@ -37,8 +37,9 @@ def fake_plugin(
     Call it with (dist name, module source, {group: {name: "module:attr"}}).
     """
 
-    def install(dist: str, module: str, source: str, groups: dict[str, dict[str, str]],
-                version: str = "0.1") -> Path:  # fmt: skip
+    def install(
+        dist: str, module: str, source: str, groups: dict[str, dict[str, str]], version: str = "0.1"
+    ) -> Path:
         root = tmp_path / f"site-{dist}"
         root.mkdir(exist_ok=True)
         (root / f"{module}.py").write_text(source, encoding="utf-8")
@@ -69,7 +70,9 @@ def write_pairs(directory: Path, name: str, pairs: list[tuple[str, str]]) -> tup
     return src, tgt
 
 
-def reversal_pairs(count: int, seed: int, min_len: int = 3, max_len: int = 8) -> list[tuple[str, str]]:
+def reversal_pairs(
+    count: int, seed: int, min_len: int = 3, max_len: int = 8
+) -> list[tuple[str, str]]:
     """Digit strings and their reversals, space-separated: the synthetic task."""
     rng = random.Random(seed)
     pairs = []

@@ -18,9 +18,12 @@ from seq2seq.errors import Seq2SeqError
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr.")
 @click.option(
-    "--import", "imports", multiple=True, metavar="MODULE",
+    "--import",
+    "imports",
+    multiple=True,
+    metavar="MODULE",
     help="Import a local module that registers components (repeatable).",
-)  # fmt: skip
+)
 def cli(debug: bool, quiet: bool, imports: tuple[str, ...]) -> None:
     """Attention-based RNN sequence-to-sequence models: train, translate, evaluate."""
     logging.basicConfig(

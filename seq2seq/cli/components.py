@@ -48,7 +48,11 @@ def components_command(kind: str | None, load: bool) -> None:
             if loaded or not is_plugin or load:
                 try:
                     factory = registry.get(current, name).factory
-                    doc = (inspect.getdoc(factory) or "").splitlines()[0] if inspect.getdoc(factory) else ""
+                    doc = (
+                        (inspect.getdoc(factory) or "").splitlines()[0]
+                        if inspect.getdoc(factory)
+                        else ""
+                    )
                 except registry.PluginError:
                     doc = ""
             click.echo(f"  {name:14s} [{origin}] {doc}")

@@ -28,18 +28,33 @@ def _print_scores(scores: list, count: int) -> None:  # type: ignore[type-arg]
 @click.argument("run_dir", type=click.Path())
 @click.option("--source", required=True, type=click.Path(), help="Source text, one per line.")
 @click.option("--reference", required=True, type=click.Path(), help="Reference translations.")
-@click.option("--metric", "metrics", help="Comma-separated, e.g. bleu,chrf,rougeL "
-              "(default: the recipe's metrics).")  # fmt: skip
-@click.option("-o", "--output", "output_path", type=click.Path(dir_okay=False),
-              help="Also write the translations here.")  # fmt: skip
+@click.option(
+    "--metric",
+    "metrics",
+    help="Comma-separated, e.g. bleu,chrf,rougeL (default: the recipe's metrics).",
+)
+@click.option(
+    "-o",
+    "--output",
+    "output_path",
+    type=click.Path(dir_okay=False),
+    help="Also write the translations here.",
+)
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--max-length", type=click.IntRange(min=1))
 @click.option("--search", "search")
 @click.option("--device", default="auto", show_default=True)
 def evaluate_command(
-    run_dir: str, source: str, reference: str, metrics: str | None, output_path: str | None,
-    batch_size: int, max_length: int | None, search: str | None, device: str,
-) -> None:  # fmt: skip
+    run_dir: str,
+    source: str,
+    reference: str,
+    metrics: str | None,
+    output_path: str | None,
+    batch_size: int,
+    max_length: int | None,
+    search: str | None,
+    device: str,
+) -> None:
     """Translate --source with RUN_DIR's model and score against --reference."""
     from seq2seq.bundle import load_run
     from seq2seq.data.dataset import read_lines
@@ -66,8 +81,13 @@ def evaluate_command(
 @click.command("score")
 @click.option("--hyp", required=True, type=click.Path(), help="Hypotheses, one per line.")
 @click.option("--ref", required=True, type=click.Path(), help="References, one per line.")
-@click.option("--metric", "metrics", default="bleu,chrf", show_default=True,
-              help="Comma-separated: bleu, chrf, ter, rouge1, rouge2, rougeL, rougeLsum.")
+@click.option(
+    "--metric",
+    "metrics",
+    default="bleu,chrf",
+    show_default=True,
+    help="Comma-separated: bleu, chrf, ter, rouge1, rouge2, rougeL, rougeLsum.",
+)
 def score_command(hyp: str, ref: str, metrics: str) -> None:
     """Score existing hypotheses against references."""
     from seq2seq.data.dataset import read_lines

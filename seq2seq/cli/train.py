@@ -11,8 +11,12 @@ from seq2seq.recipe import load_recipe
 @click.command("train")
 @click.argument("args", nargs=-1, metavar="[RECIPE] [KEY=VALUE]...")
 @click.option("--out", "out", type=click.Path(file_okay=False), help="Run dir to create.")
-@click.option("--resume", "resume", type=click.Path(file_okay=False),
-              help="Continue the run in this dir from its latest checkpoint.")  # fmt: skip
+@click.option(
+    "--resume",
+    "resume",
+    type=click.Path(file_okay=False),
+    help="Continue the run in this dir from its latest checkpoint.",
+)
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, or auto.")
 def train_command(args: tuple[str, ...], out: str | None, resume: str | None, device: str) -> None:
     """Train RECIPE into --out, with KEY=VALUE overrides (e.g. train.lr=0.0005)."""

@@ -12,18 +12,30 @@ from seq2seq.cli.options import build_search, output_file, search_spec
 @click.command("translate")
 @click.argument("run_dir", type=click.Path())
 @click.option("-i", "--input", "input_path", type=click.Path(), help="Input file (default stdin).")
-@click.option("-o", "--output", "output_path", type=click.Path(dir_okay=False),
-              help="Output file (default stdout); written only when complete.")  # fmt: skip
+@click.option(
+    "-o",
+    "--output",
+    "output_path",
+    type=click.Path(dir_okay=False),
+    help="Output file (default stdout); written only when complete.",
+)
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--max-length", type=click.IntRange(min=1), help="Longest output in pieces.")
 @click.option("--search", "search", help="Search name (default: the recipe's).")
 @click.option("--device", default="auto", show_default=True)
-@click.option("--checkpoint", type=click.Choice(["best", "latest"]), default="best",
-              show_default=True)  # fmt: skip
+@click.option(
+    "--checkpoint", type=click.Choice(["best", "latest"]), default="best", show_default=True
+)
 def translate_command(
-    run_dir: str, input_path: str | None, output_path: str | None, batch_size: int,
-    max_length: int | None, search: str | None, device: str, checkpoint: str,
-) -> None:  # fmt: skip
+    run_dir: str,
+    input_path: str | None,
+    output_path: str | None,
+    batch_size: int,
+    max_length: int | None,
+    search: str | None,
+    device: str,
+    checkpoint: str,
+) -> None:
     """Translate text with the model in RUN_DIR (the --out dir of `seq2seq train`)."""
     from pathlib import Path
 

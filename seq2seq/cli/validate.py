@@ -9,8 +9,12 @@ from seq2seq.cli.options import split_overrides
 
 @click.command("validate")
 @click.argument("args", nargs=-1, required=True, metavar="RECIPE [KEY=VALUE]...")
-@click.option("--vocab-size", default=None, type=int,
-              help="Vocabulary size for the model summary (default: the tokenizer's vocab_size).")
+@click.option(
+    "--vocab-size",
+    default=None,
+    type=int,
+    help="Vocabulary size for the model summary (default: the tokenizer's vocab_size).",
+)
 def validate_command(args: tuple[str, ...], vocab_size: int | None) -> None:
     """Check RECIPE, print the model structure and parameter count, or list every problem."""
     from seq2seq import registry

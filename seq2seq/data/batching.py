@@ -107,6 +107,6 @@ def token_batches(
 
 
 def sentence_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Batches of up to `batch_size` indices of similar length, for decoding (order restored later)."""
+    """Batches of up to `batch_size` indices of similar length, for decoding."""
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

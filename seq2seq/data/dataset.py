@@ -32,7 +32,7 @@ def decode_lines(handle: Iterable[bytes], where: str) -> Iterator[str]:
         except UnicodeDecodeError as exc:
             raise DataError(
                 f"{where} line {number} is not valid UTF-8 "
-                f"(byte {exc.start} of the line: {raw[exc.start:exc.start + 1]!r}); "
+                f"(byte {exc.start} of the line: {raw[exc.start : exc.start + 1]!r}); "
                 "convert the text to UTF-8, e.g. with iconv"
             ) from exc
         yield line.rstrip("\r\n")
@@ -77,11 +77,14 @@ def _read_dataset(corpus: Corpus, label: str) -> tuple[list[str], list[str]]:
             f"{label}: loading dataset '{corpus.dataset}' failed: {type(exc).__name__}: {exc}"
         ) from exc
     columns = list(table.column_names)
-    for role, column in (("source_column", corpus.source_column),
-                         ("target_column", corpus.target_column)):  # fmt: skip
+    for role, column in (
+        ("source_column", corpus.source_column),
+        ("target_column", corpus.target_column),
+    ):
         if column not in columns:
             raise DataError(
-                f"{label}.{role}: column '{column}' not in the dataset; columns: {', '.join(columns)}"
+                f"{label}.{role}: column '{column}' not in the dataset; "
+                f"columns: {', '.join(columns)}"
             )
     source = [_as_text(v, label, i) for i, v in enumerate(table[corpus.source_column])]
     target = [_as_text(v, label, i) for i, v in enumerate(table[corpus.target_column])]
@@ -129,7 +132,7 @@ def encode_pairs(
     eos: int,
     max_length: int | None = None,
 ) -> tuple[Examples, int]:
-    """Tokenize pairs, drop empty ones and those longer than `max_length`; return (kept, dropped)."""
+    """Tokenize pairs; drop empty ones and those over `max_length`. Returns (kept, dropped)."""
     src_ids = src_tok.encode(source)
     tgt_ids = tgt_tok.encode(target)
     kept = Examples([], [], [])

@@ -12,7 +12,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import sentencepiece as spm
 
@@ -34,7 +34,7 @@ class SentencePieceTokenizer:
         model: str | None = None,
         max_sentences: int = 2_000_000,
     ) -> None:
-        self.options = {
+        self.options: dict[str, Any] = {
             "vocab_size": vocab_size,
             "model_type": model_type,
             "character_coverage": character_coverage,
@@ -58,13 +58,16 @@ class SentencePieceTokenizer:
         spm.SentencePieceTrainer.train(
             sentence_iterator=iter(text),
             model_writer=proto,
-            pad_id=0, unk_id=1, bos_id=2, eos_id=3,
+            pad_id=0,
+            unk_id=1,
+            bos_id=2,
+            eos_id=3,
             hard_vocab_limit=False,  # small corpora get fewer pieces instead of an error
             shuffle_input_sentence=True,
             minloglevel=2,
             num_threads=os.cpu_count() or 1,
             **self.options,
-        )  # fmt: skip
+        )
         self.load_bytes(proto.getvalue())
 
     def load_bytes(self, data: bytes) -> None:
@@ -91,7 +94,7 @@ class SentencePieceTokenizer:
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Texts → id lists (no specials added)."""
         assert self.processor is not None
-        return self.processor.encode(list(texts))  # type: ignore[no-any-return]
+        return self.processor.encode(list(texts))
 
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
         """Id lists → texts."""

@@ -20,8 +20,9 @@ class SacreMetric:
     def __call__(self, hyps: list[str], refs: list[str]) -> Score:
         """Corpus-level score, scaled 0-100 as sacrebleu prints it."""
         result = self.metric.corpus_score(hyps, [refs])
-        return Score(self.name, float(result.score), str(self.metric.get_signature()),
-                     self.higher_is_better)  # fmt: skip
+        return Score(
+            self.name, float(result.score), str(self.metric.get_signature()), self.higher_is_better
+        )
 
 
 @register("metric", "bleu")
@@ -32,8 +33,9 @@ class BleuMetric(SacreMetric):
 
     def __init__(
         self,
-        tokenize: Literal["13a", "intl", "char", "none", "zh", "ja-mecab", "ko-mecab", "flores200"]
-        = "13a",
+        tokenize: Literal[
+            "13a", "intl", "char", "none", "zh", "ja-mecab", "ko-mecab", "flores200"
+        ] = "13a",
         lowercase: bool = False,
     ) -> None:
         self.metric = BLEU(tokenize=tokenize, lowercase=lowercase)

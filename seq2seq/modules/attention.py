@@ -90,4 +90,3 @@ class GeneralAttention(DotAttention):
     def prepare(self, memory: Tensor) -> Tensor:
         """Keys W k (B, S, H), once per source batch."""
         return self.key_proj(memory)
-

@@ -82,17 +82,14 @@ class LuongDecoder(nn.Module):
         )
         self.is_lstm = cell == "lstm"
         self.initial = InitialState(init, memory_size, hidden_size, num_layers)
-        self.combine = (
-            nn.Linear(memory_size + hidden_size, hidden_size) if self.attention else None
-        )
+        self.combine = nn.Linear(memory_size + hidden_size, hidden_size) if self.attention else None
         self.dropout = nn.Dropout(dropout)
         self.hidden_size = hidden_size
 
     def init_state(self, encoded: EncoderOutput) -> DecoderState:
         """Initial hidden state, precomputed attention keys and a zero input feed."""
-        hidden: Tensor | tuple[Tensor, Tensor] = self.initial(encoded)
-        if self.is_lstm:
-            hidden = (hidden, torch.zeros_like(hidden))
+        first: Tensor = self.initial(encoded)
+        hidden = (first, torch.zeros_like(first)) if self.is_lstm else first
         keys = self.attention.prepare(encoded.states) if self.attention is not None else None
         B = encoded.states.size(0)
         feed = encoded.states.new_zeros(B, self.hidden_size) if self.input_feeding else None

@@ -50,7 +50,9 @@ class RNNEncoder(nn.Module):
     def forward(self, embedded: Tensor, lengths: Tensor) -> EncoderOutput:
         """(B, S, E) embeddings, (B,) lengths → states (B, S, M), final (L, B, M), mask (B, S)."""
         B, S, _ = embedded.shape
-        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        packed = pack_padded_sequence(
+            embedded, lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
         outputs, hidden = self.rnn(packed)
         states, _ = pad_packed_sequence(outputs, batch_first=True, total_length=S)
         if isinstance(hidden, tuple):  # LSTM: (h, c); the decoder starts from h
@@ -96,4 +98,6 @@ def rnn_encoder(
     nonlinearity: Literal["tanh", "relu"] = "tanh",
 ) -> RNNEncoder:
     """Elman RNN encoder with a tanh or relu nonlinearity."""
-    return RNNEncoder("rnn", input_size, hidden_size, num_layers, bidirectional, dropout, nonlinearity)
+    return RNNEncoder(
+        "rnn", input_size, hidden_size, num_layers, bidirectional, dropout, nonlinearity
+    )

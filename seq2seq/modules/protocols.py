@@ -47,7 +47,9 @@ class Attention(Protocol):
         ...
 
 
-def _select_hidden(hidden: Tensor | tuple[Tensor, Tensor], index: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+def _select_hidden(
+    hidden: Tensor | tuple[Tensor, Tensor], index: Tensor
+) -> Tensor | tuple[Tensor, Tensor]:
     if isinstance(hidden, tuple):
         return (hidden[0].index_select(1, index), hidden[1].index_select(1, index))
     return hidden.index_select(1, index)

@@ -5,7 +5,7 @@ Layout inside a run dir::
     checkpoints/step-00001000/model.safetensors   weights (+ JSON metadata in the header)
     checkpoints/step-00001000/trainer.pt          optimizer, schedule, RNG and loop state
     checkpoints/latest.json                       {"dir": "step-00001000", "step": 1000}
-    checkpoints/best.json                         {"dir": ..., "step": ..., "metric": ..., "value": ...}
+    checkpoints/best.json                         {"dir", "step", "metric", "value"}
 
 A step directory is written under a temporary name and renamed when complete, and the pointer
 files are replaced atomically, so a kill at any moment leaves the previous checkpoint loadable.
@@ -75,7 +75,7 @@ def weights_bytes(model: nn.Module, metadata: dict[str, str]) -> bytes:
         seen[key] = name
         tensors[name] = tensor.detach().contiguous().cpu()
     meta = {**metadata, "aliases": json.dumps(aliases)}
-    return save_safetensors(tensors, metadata=meta)  # type: ignore[no-any-return]
+    return save_safetensors(tensors, metadata=meta)
 
 
 def load_weights(model: nn.Module, path: Path) -> dict[str, str]:
@@ -101,9 +101,13 @@ def load_weights(model: nn.Module, path: Path) -> dict[str, str]:
 
 
 def save_checkpoint(
-    run_dir: Path, step: int, model: nn.Module, trainer_state: dict[str, Any], keep: int,
+    run_dir: Path,
+    step: int,
+    model: nn.Module,
+    trainer_state: dict[str, Any],
+    keep: int,
     best: dict[str, Any] | None = None,
-) -> Path:  # fmt: skip
+) -> Path:
     """Write checkpoint `step`, point latest.json (and best.json if given) at it, prune old ones."""
     root = run_dir / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
@@ -137,19 +141,24 @@ def read_pointer(run_dir: Path, which: str) -> dict[str, Any] | None:
         pointer = json.loads((run_dir / CHECKPOINTS / f"{which}.json").read_text("utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(pointer, dict) or not (run_dir / CHECKPOINTS / str(pointer.get("dir"))).is_dir():
+    if (
+        not isinstance(pointer, dict)
+        or not (run_dir / CHECKPOINTS / str(pointer.get("dir"))).is_dir()
+    ):
         return None
     return pointer
 
 
 def checkpoint_dir(run_dir: Path, which: str = "best") -> Path | None:
-    """Directory of the best (falling back to latest) or latest checkpoint; None if there is none."""
+    """The best (else latest) or the latest checkpoint directory; None when there is none."""
     order = ["best", "latest"] if which == "best" else ["latest"]
     for name in order:
         pointer = read_pointer(run_dir, name)
         if pointer is not None:
             return run_dir / CHECKPOINTS / pointer["dir"]
-    steps = sorted((run_dir / CHECKPOINTS).glob("step-*")) if (run_dir / CHECKPOINTS).is_dir() else []
+    steps = (
+        sorted((run_dir / CHECKPOINTS).glob("step-*")) if (run_dir / CHECKPOINTS).is_dir() else []
+    )
     return steps[-1] if steps else None
 
 

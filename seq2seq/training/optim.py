@@ -36,7 +36,9 @@ def adamw(
     weight_decay: float = 0.01,
 ) -> torch.optim.Optimizer:
     """AdamW: Adam with decoupled weight decay."""
-    return torch.optim.AdamW(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
+    return torch.optim.AdamW(
+        params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay
+    )
 
 
 @register("optimizer", "sgd")
@@ -62,7 +64,7 @@ class Schedule:
 
     def state_dict(self) -> dict[str, Any]:
         """For checkpoints."""
-        return self.scheduler.state_dict()  # type: ignore[no-any-return]
+        return self.scheduler.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """From checkpoints."""
@@ -93,8 +95,9 @@ def inverse_sqrt(optimizer: torch.optim.Optimizer, warmup: int = 4000) -> Schedu
 class PlateauSchedule(Schedule):
     """Multiplies the learning rate by `factor` when validation stops improving."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, factor: float, patience: int,
-                 min_lr: float) -> None:  # fmt: skip
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, factor: float, patience: int, min_lr: float
+    ) -> None:
         super().__init__(None)
         self.optimizer = optimizer
         self.factor, self.patience, self.min_lr = factor, patience, min_lr

@@ -54,8 +54,10 @@ def prepare(recipe: Recipe, tokenizers: dict[str, Any] | None = None) -> Prepare
     if dropped:
         log.info(
             "dropped %d of %d training pairs (empty, or longer than %d pieces)",
-            dropped, len(source), recipe.data.max_length,
-        )  # fmt: skip
+            dropped,
+            len(source),
+            recipe.data.max_length,
+        )
     if not len(train):
         raise DataError(
             f"no training pair is left after dropping empty pairs and pairs longer than "

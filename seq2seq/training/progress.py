@@ -13,8 +13,9 @@ log = logging.getLogger("seq2seq.train")
 class Progress:
     """Shows step, loss, tokens/s, learning rate and ETA."""
 
-    def __init__(self, total_steps: int | None, start_step: int, every: int,
-                 stream: TextIO | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, total_steps: int | None, start_step: int, every: int, stream: TextIO | None = None
+    ) -> None:
         self.stream = stream or sys.stderr
         self.every = max(1, every)
         self.total = total_steps
@@ -26,8 +27,14 @@ class Progress:
         if self.stream.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total_steps, initial=start_step, file=self.stream,
-                            unit="step", dynamic_ncols=True, leave=True)  # fmt: skip
+            self.bar = tqdm(
+                total=total_steps,
+                initial=start_step,
+                file=self.stream,
+                unit="step",
+                dynamic_ncols=True,
+                leave=True,
+            )
 
     def update(self, step: int, loss: float, tokens: int, lr: float) -> float | None:
         """Record one step; every `every` steps print and return the window's tokens/s."""

@@ -44,7 +44,7 @@ class LoopState:
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """"auto" → CUDA when available, else CPU; an unavailable device is an error."""
+    """ "auto" → CUDA when available, else CPU; an unavailable device is an error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -60,8 +60,9 @@ def check_out_dir(out_dir: Path, resume: bool) -> None:
     if resume:
         read_bundle_meta(out_dir)
     elif (out_dir / "bundle.json").exists():
-        raise Seq2SeqError(f"{out_dir} already holds a run; add --resume to continue it, "
-                           "or choose another --out")  # fmt: skip
+        raise Seq2SeqError(
+            f"{out_dir} already holds a run; add --resume to continue it, or choose another --out"
+        )
     elif out_dir.exists() and any(out_dir.iterdir()):
         raise Seq2SeqError(f"--out {out_dir} exists and is not empty; choose another --out")
 
@@ -69,8 +70,7 @@ def check_out_dir(out_dir: Path, resume: bool) -> None:
 class Trainer:
     """Holds the model, optimizer and data of one run and drives the loop."""
 
-    def __init__(self, recipe: Recipe, out_dir: Path, device: torch.device,
-                 data: Prepared) -> None:  # fmt: skip
+    def __init__(self, recipe: Recipe, out_dir: Path, device: torch.device, data: Prepared) -> None:
         self.recipe, self.out_dir, self.device, self.data = recipe, out_dir, device, data
         train_cfg = recipe.train
         tok = data.tokenizers
@@ -79,14 +79,18 @@ class Trainer:
         ).to(device)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = registry.build(
-            "optimizer", train_cfg.optimizer, where="train.optimizer", params=params,
+            "optimizer",
+            train_cfg.optimizer,
+            where="train.optimizer",
+            params=params,
             lr=train_cfg.lr,
-        )  # fmt: skip
+        )
         self.schedule = registry.build(
             "scheduler", train_cfg.scheduler, where="train.scheduler", optimizer=self.optimizer
         )
-        self.search = registry.build("search", train_cfg.validation.search,
-                                     where="train.validation.search")  # fmt: skip
+        self.search = registry.build(
+            "search", train_cfg.validation.search, where="train.validation.search"
+        )
         self.state = LoopState()
         select = train_cfg.validation.select
         self.higher_is_better = LOSS_METRICS.get(select, True)
@@ -125,8 +129,14 @@ class Trainer:
 
     def save(self, best: dict[str, Any] | None = None) -> None:
         """Checkpoint the current step."""
-        ckpt.save_checkpoint(self.out_dir, self.state.step, self.model, self.trainer_state(),
-                             self.recipe.train.keep_checkpoints, best)  # fmt: skip
+        ckpt.save_checkpoint(
+            self.out_dir,
+            self.state.step,
+            self.model,
+            self.trainer_state(),
+            self.recipe.train.keep_checkpoints,
+            best,
+        )
 
     # ------------------------------------------------------------------ steps
 
@@ -163,11 +173,20 @@ class Trainer:
         results = {"loss": loss, "ppl": ppl}
         metrics = self.recipe.metrics
         if cfg.select not in LOSS_METRICS or cfg.subset != 0:
-            n = len(self.data.valid) if cfg.subset is None else min(cfg.subset, len(self.data.valid))
+            n = (
+                len(self.data.valid)
+                if cfg.subset is None
+                else min(cfg.subset, len(self.data.valid))
+            )
             _, scores = decode_and_score(
-                self.model, self.search, self.data.valid.source[:n], self.data.valid_refs[:n],
-                self.data.tokenizers["target"], metrics, cfg.batch_size,
-            )  # fmt: skip
+                self.model,
+                self.search,
+                self.data.valid.source[:n],
+                self.data.valid_refs[:n],
+                self.data.tokenizers["target"],
+                metrics,
+                cfg.batch_size,
+            )
             for spec, s in zip(metric_names(metrics), scores, strict=True):
                 results[spec] = s.value
         return results
@@ -200,8 +219,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(recipe: Recipe | None, out_dir: str | Path, *, device: str = "auto",
-          resume: bool = False, overrides: tuple[str, ...] = ()) -> Path:  # fmt: skip
+def train(
+    recipe: Recipe | None,
+    out_dir: str | Path,
+    *,
+    device: str = "auto",
+    resume: bool = False,
+    overrides: tuple[str, ...] = (),
+) -> Path:
     """Train (or resume) a run in `out_dir`; return the run dir."""
     out = Path(out_dir)
     check_out_dir(out, resume)
@@ -227,8 +252,12 @@ def train(recipe: Recipe | None, out_dir: str | Path, *, device: str = "auto",
             log.info("resuming from %s (step %d)", directory.name, trainer.state.step)
     out.mkdir(parents=True, exist_ok=True)
     write_bundle(out, recipe, data.tokenizers)
-    log.info("model: %s parameters; %d training pairs; device %s",
-             f"{count_parameters(trainer.model):,}", len(data.train), trainer.device)  # fmt: skip
+    log.info(
+        "model: %s parameters; %d training pairs; device %s",
+        f"{count_parameters(trainer.model):,}",
+        len(data.train),
+        trainer.device,
+    )
     run_loop(trainer)
     return out
 
@@ -242,8 +271,9 @@ def run_loop(trainer: Trainer) -> None:
     started = time.perf_counter()
     try:
         while state.epoch < cfg.max_epochs and not state.stopped_early:
-            batches = token_batches(trainer.src_len, trainer.tgt_len, cfg.batch_tokens,
-                                    trainer.recipe.seed, state.epoch)  # fmt: skip
+            batches = token_batches(
+                trainer.src_len, trainer.tgt_len, cfg.batch_tokens, trainer.recipe.seed, state.epoch
+            )
             while state.batch_in_epoch < len(batches):
                 loss, tokens = trainer.train_step(batches[state.batch_in_epoch])
                 state.batch_in_epoch += 1
@@ -251,8 +281,16 @@ def run_loop(trainer: Trainer) -> None:
                 lr = trainer.optimizer.param_groups[0]["lr"]
                 rate = progress.update(state.step, loss, tokens, lr)
                 if rate is not None:
-                    _log_metrics(trainer.out_dir, {"step": state.step, "split": "train",
-                                                   "loss": loss, "lr": lr, "tok_per_s": rate})
+                    _log_metrics(
+                        trainer.out_dir,
+                        {
+                            "step": state.step,
+                            "split": "train",
+                            "loss": loss,
+                            "lr": lr,
+                            "tok_per_s": rate,
+                        },
+                    )
                 if state.nonfinite_in_a_row >= cfg.max_nonfinite:
                     trainer.save()
                     raise Seq2SeqError(
@@ -288,8 +326,9 @@ def checkpoint_and_validate(trainer: Trainer, progress: Progress) -> None:
         mark = "  (best)" if best else ""
         progress.message(f"validation at step {trainer.state.step}: {shown}{mark}")
         if trainer.state.stopped_early:
-            progress.message("early stopping: no improvement for "
-                             f"{trainer.state.bad_validations} validations")  # fmt: skip
+            progress.message(
+                f"early stopping: no improvement for {trainer.state.bad_validations} validations"
+            )
     trainer.save(best)
 
 

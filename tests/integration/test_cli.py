@@ -89,13 +89,35 @@ def test_translate_rejects_non_utf8_with_line_number(trained, tmp_path, capsys) 
 def test_evaluate_and_score(trained, tmp_path, capsys) -> None:
     """evaluate prints each metric with its signature; score does the same for files."""
     run_dir, data = trained
-    code, out, _ = run(["evaluate", str(run_dir), "--source", str(data / "valid.src"),
-                        "--reference", str(data / "valid.tgt"), "--metric", "bleu,chrf,rougeL",
-                        "-o", str(tmp_path / "hyp.txt")], capsys)  # fmt: skip
+    code, out, _ = run(
+        [
+            "evaluate",
+            str(run_dir),
+            "--source",
+            str(data / "valid.src"),
+            "--reference",
+            str(data / "valid.tgt"),
+            "--metric",
+            "bleu,chrf,rougeL",
+            "-o",
+            str(tmp_path / "hyp.txt"),
+        ],
+        capsys,
+    )
     assert code == 0
     assert "segments: 20" in out and "tok:13a" in out and "stemming:on" in out
-    code, out, _ = run(["score", "--hyp", str(data / "valid.tgt"), "--ref",
-                        str(data / "valid.tgt"), "--metric", "bleu,ter"], capsys)  # fmt: skip
+    code, out, _ = run(
+        [
+            "score",
+            "--hyp",
+            str(data / "valid.tgt"),
+            "--ref",
+            str(data / "valid.tgt"),
+            "--metric",
+            "bleu,ter",
+        ],
+        capsys,
+    )
     assert code == 0
     assert "bleu       100.00" in out and "ter          0.00" in out
 
@@ -143,10 +165,16 @@ def test_existing_run_dir_is_not_overwritten(trained, capsys) -> None:
 
 def test_console_script_runs_as_a_process(trained, tmp_path) -> None:
     """`python -m seq2seq` works as a real process; --debug shows the traceback."""
-    result = subprocess.run([sys.executable, "-m", "seq2seq", "translate", str(tmp_path)],
-                            capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "seq2seq", "translate", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and "not a seq2seq run dir" in result.stderr
-    debug = subprocess.run([sys.executable, "-m", "seq2seq", "--debug", "translate",
-                            str(tmp_path)], capture_output=True, text=True)  # fmt: skip
+    debug = subprocess.run(
+        [sys.executable, "-m", "seq2seq", "--debug", "translate", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
     assert "Traceback" in debug.stderr

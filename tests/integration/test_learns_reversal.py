@@ -21,15 +21,21 @@ def test_gru_bahdanau_learns_reversal(reversal_dir: Path, tmp_path: Path) -> Non
             "encoder": {"type": "gru", "hidden_size": 64},
             "decoder": {"type": "luong", "hidden_size": 64, "dropout": 0.0, "input_feeding": False},
         },
-        train={"lr": 0.005, "batch_tokens": 800, "max_epochs": 30, "max_steps": 900,
-               "validation": {"every": 300, "select": "bleu"}},
+        train={
+            "lr": 0.005,
+            "batch_tokens": 800,
+            "max_epochs": 30,
+            "max_steps": 900,
+            "validation": {"every": 300, "select": "bleu"},
+        },
     )
     recipe = parse_recipe(data)
     run = train(recipe, tmp_path / "run")
     loaded = load_run(run)
     tests = reversal_pairs(200, seed=99)
-    outputs = translate_texts(loaded, build("search", "greedy", where="search"),
-                              [s for s, _ in tests])
-    exact = sum(out == ref for out, (_, ref) in zip(outputs, tests)) / len(tests)
+    outputs = translate_texts(
+        loaded, build("search", "greedy", where="search"), [s for s, _ in tests]
+    )
+    exact = sum(out == ref for out, (_, ref) in zip(outputs, tests, strict=True)) / len(tests)
     print(f"exact match {exact:.2%}")
     assert exact >= 0.95, f"exact match {exact:.2%}"

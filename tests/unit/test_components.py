@@ -26,8 +26,9 @@ def test_attention_contract(name: str) -> None:
 @pytest.mark.parametrize("num_layers", [1, 2])
 def test_encoder_contract(name: str, bidirectional: bool, num_layers: int) -> None:
     """Every encoder, uni- and bidirectional, shallow and stacked."""
-    check_encoder({"type": name, "hidden_size": 6, "bidirectional": bidirectional,
-                   "num_layers": num_layers})  # fmt: skip
+    check_encoder(
+        {"type": name, "hidden_size": 6, "bidirectional": bidirectional, "num_layers": num_layers}
+    )
 
 
 @pytest.mark.parametrize("name", _builtin("decoder"))
@@ -36,8 +37,14 @@ def test_encoder_contract(name: str, bidirectional: bool, num_layers: int) -> No
 @pytest.mark.parametrize("attention", ["bahdanau", "general", None])
 def test_decoder_contract(name: str, cell: str, input_feeding: bool, attention: str | None) -> None:
     """Every decoder with each cell, with and without input feeding and attention."""
-    spec = {"type": name, "cell": cell, "hidden_size": 10, "input_feeding": input_feeding,
-            "num_layers": 2, "dropout": 0.0}  # fmt: skip
+    spec = {
+        "type": name,
+        "cell": cell,
+        "hidden_size": 10,
+        "input_feeding": input_feeding,
+        "num_layers": 2,
+        "dropout": 0.0,
+    }
     check_decoder(spec, attention)
 
 

@@ -19,8 +19,9 @@ def test_reads_aligned_files(tmp_path: Path) -> None:
     """Lines come back in order, without line ends, blank lines kept."""
     src, tgt = write_pairs(tmp_path, "x", [("a b", "b a"), ("", ""), ("c", "c")])
     assert read_corpus(Corpus(source=str(src), target=str(tgt)), "data.train") == (
-        ["a b", "", "c"], ["b a", "", "c"],
-    )  # fmt: skip
+        ["a b", "", "c"],
+        ["b a", "", "c"],
+    )
 
 
 def test_limit(tmp_path: Path) -> None:

@@ -45,9 +45,18 @@ def test_forward_shapes_and_step_log_probs() -> None:
 def test_parallel_path_matches_step_path(cell: str) -> None:
     """Without input feeding the whole target runs in one RNN call; the loss is the same."""
     model = build_model(
-        _config(decoder={"type": "luong", "cell": cell, "hidden_size": 8, "dropout": 0.0,
-                         "input_feeding": False, "num_layers": 2}),  # fmt: skip
-        20, 30,
+        _config(
+            decoder={
+                "type": "luong",
+                "cell": cell,
+                "hidden_size": 8,
+                "dropout": 0.0,
+                "input_feeding": False,
+                "num_layers": 2,
+            }
+        ),
+        20,
+        30,
     ).eval()
     src, lengths, tgt_in, tgt_out = _batch()
     parallel = sequence_loss(model(src, lengths, tgt_in), tgt_out)[0]
@@ -59,7 +68,7 @@ def test_parallel_path_matches_step_path(cell: str) -> None:
 def test_padding_does_not_change_loss() -> None:
     """A sentence scores the same alone and padded inside a batch."""
     model = build_model(_config(), 20, 30).eval()
-    src, lengths, tgt_in, tgt_out = _batch()
+    src, lengths, tgt_in, _ = _batch()
     batch_logits = model(src, lengths, tgt_in)
     alone = model(src[1:, :2], lengths[1:], tgt_in[1:, :2])
     assert torch.allclose(batch_logits[1, :2], alone[0], atol=1e-5)

@@ -27,14 +27,17 @@ class Scripted(nn.Module):
     def encode(self, src: Tensor, lengths: Tensor) -> DecoderState:
         B = src.size(0)
         zeros = torch.zeros(B, 1)
-        return DecoderState(torch.zeros(1, B, 1), zeros[..., None], zeros.bool(),
-                            extra={"t": torch.zeros(B, dtype=torch.long)})  # fmt: skip
+        return DecoderState(
+            torch.zeros(1, B, 1),
+            zeros[..., None],
+            zeros.bool(),
+            extra={"t": torch.zeros(B, dtype=torch.long)},
+        )
 
     def step(self, prev: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         t = state.extra["t"]
         log_probs = self.table[t.clamp(max=len(self.table) - 1)]
-        return log_probs, DecoderState(state.hidden, state.memory, state.mask,
-                                       extra={"t": t + 1})  # fmt: skip
+        return log_probs, DecoderState(state.hidden, state.memory, state.mask, extra={"t": t + 1})
 
 
 def _batch(n: int = 2) -> object:
