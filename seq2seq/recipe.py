@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+import types
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +46,7 @@ class Corpus:
     dataset: str | None = None  # datasets builder (json, csv, parquet) or hub name
     data_files: str | list[str] | None = None  # local files for a builder such as json
     config: str | None = None  # dataset configuration name (hub datasets)
-    split: str = "train"  # which split of the dataset
+    split: str | None = None  # dataset split (default: train for data.train, else validation)
     source_column: str = "source"  # column holding source text
     target_column: str = "target"  # column holding target text
     limit: int | None = None  # keep only the first N examples
@@ -99,6 +102,7 @@ class TrainConfig:
     batch_tokens: int = 2000  # target+source tokens budget per batch (max side × sentences)
     max_epochs: int = 10
     max_steps: int | None = None  # stop after this many updates, whatever the epoch
+    max_minutes: float | None = None  # stop after this much training time (wall clock)
     optimizer: OptimizerSpec = "adam"
     scheduler: SchedulerSpec = "constant"
     clip_grad_norm: float | None = 1.0  # global gradient norm limit; None disables clipping
@@ -135,6 +139,22 @@ def _component_check(marker: Any, value: Any, path: str) -> list[Problem]:
     return []
 
 
+class _Loader(yaml.SafeLoader):
+    """Safe YAML that also reads `1e-4` as a float (YAML 1.2), not as a string."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """yaml.safe_load with YAML 1.2 floats."""
+    return yaml.load(text, Loader=_Loader)  # _Loader derives from SafeLoader
+
+
 def read_yaml(path: Path) -> Any:
     """Parse a YAML file safely, with errors that name the file and line."""
     if not path.is_file():
@@ -144,12 +164,31 @@ def read_yaml(path: Path) -> Any:
     except UnicodeDecodeError as exc:
         raise RecipeError(str(path), [Problem("", f"not UTF-8 text (byte {exc.start})")]) from exc
     try:
-        return yaml.safe_load(text)
+        return parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         reason = getattr(exc, "problem", None) or str(exc)
         raise RecipeError(str(path), [Problem("", f"invalid YAML: {where}{reason}")]) from exc
+
+
+def _is_component(parts: Sequence[str]) -> bool:
+    """Whether a key path names a component spec field of the recipe schema."""
+    annotation: Any = Recipe
+    for part in parts:
+        while typing.get_origin(annotation) in (typing.Union, types.UnionType):
+            options = [a for a in typing.get_args(annotation) if a is not type(None)]
+            annotation = options[0]
+        if not dataclasses.is_dataclass(annotation):
+            return False
+        hints = typing.get_type_hints(annotation, include_extras=True)
+        if part not in hints:
+            return False
+        annotation = hints[part]
+    while typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    extras = typing.get_args(annotation)[1:] if typing.get_origin(annotation) else ()
+    return any(isinstance(extra, Component) for extra in extras)
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> list[Problem]:
@@ -161,7 +200,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> list[Prob
             problems.append(Problem(override, "an override looks like key.path=value"))
             continue
         try:
-            value = yaml.safe_load(text)
+            value = parse_yaml(text)
         except yaml.YAMLError:
             problems.append(Problem(key, f"value {text!r} is not valid YAML"))
             continue
@@ -169,8 +208,8 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> list[Prob
         parts = key.split(".")
         for i, part in enumerate(parts[:-1]):
             child = node.get(part)
-            if isinstance(child, str):  # a bare component name becomes {type: name}
-                child = node[part] = {"type": child}
+            if isinstance(child, str) and _is_component(parts[: i + 1]):
+                child = node[part] = {"type": child}  # a bare component name gets arguments
             elif child is None:
                 child = node[part] = {}
             elif not isinstance(child, dict):

@@ -89,7 +89,7 @@ def registering_as(origin: str) -> Iterator[None]:
 def _check_factory(kind: str, name: str, factory: Any, origin: str) -> None:
     if kind not in KINDS:
         raise PluginError(f"unknown component kind '{kind}' ({origin}); kinds: {', '.join(KINDS)}")
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise PluginError(
             f"bad {kind} name {name!r} ({origin}): use a letter then letters, digits or '_'"
         )
@@ -118,11 +118,11 @@ def register(kind: str, name: str) -> Callable[[F], F]:
     """Class or function decorator that registers a component under `kind`/`name`."""
 
     def decorate(factory: F) -> F:
-        module = factory.__module__
+        module = getattr(factory, "__module__", None)
         if module in BUILTIN_MODULES:  # however the built-in module got imported
             origin = BUILTIN
         else:
-            origin = _origin_stack[-1] if _origin_stack else f"module {module}"
+            origin = _origin_stack[-1] if _origin_stack else f"module {module or '?'}"
         _check_factory(kind, name, factory, origin)
         _add(Entry(kind, name, factory, origin))
         return factory
@@ -148,8 +148,12 @@ def import_modules(modules: Iterable[str]) -> None:
         with registering_as(f"module {module}"):
             try:
                 importlib.import_module(module)
+            except PluginError:
+                raise
             except ImportError as exc:
                 raise PluginError(f"--import {module}: {exc}") from exc
+            except Exception as exc:  # any other failure in the user's module, reported alike
+                raise PluginError(f"--import {module}: {type(exc).__name__}: {exc}") from exc
 
 
 # ---------------------------------------------------------------- entry-point plugins
@@ -286,15 +290,23 @@ def split_spec(spec: Spec) -> tuple[str, dict[str, Any]]:
     return kwargs.pop("type"), kwargs
 
 
+def _article(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+
+
 def check(kind: str, spec: Any, where: str) -> list[Problem]:
     """Every problem with a component spec: unknown type, unknown, missing or mistyped args."""
     if isinstance(spec, Mapping):
         if "type" not in spec:
             return [Problem(f"{where}.type", f"missing: name the {kind} ({available(kind)})")]
         if not isinstance(spec["type"], str):
-            return [Problem(f"{where}.type", f"expected a {kind} name, got {spec['type']!r}")]
+            return [
+                Problem(f"{where}.type", f"expected {_article(kind)} name, got {spec['type']!r}")
+            ]
     elif not isinstance(spec, str):
-        return [Problem(where, f"expected a {kind} name or a mapping with 'type', got {spec!r}")]
+        return [
+            Problem(where, f"expected {_article(kind)} name or a mapping with 'type', got {spec!r}")
+        ]
     name, kwargs = split_spec(spec)
     try:
         entry = get(kind, name)

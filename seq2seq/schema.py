@@ -76,7 +76,7 @@ def check_value(
             return check_value(value, non_null[0], path, marker_check)
         return wrong
     if origin is Literal:
-        if value in args:
+        if any(value == a and type(value) is type(a) for a in args):
             return []
         hint = suggest(str(value), [str(a) for a in args])
         return [Problem(path, f"expected one of {describe(annotation)}, got {_show(value)}.{hint}")]

@@ -66,9 +66,11 @@ def _read_dataset(corpus: Corpus, label: str) -> tuple[list[str], list[str]]:
     for file in [files] if isinstance(files, str) else files or []:
         if not any(ch in file for ch in "*?[") and not Path(file).exists():
             raise DataError(f"{label}.data_files: file {file} not found")
+    # local files form a single split named "train"; hub datasets have their own splits
+    split = corpus.split or ("train" if files or label == "data.train" else "validation")
     try:
         table: Any = datasets.load_dataset(
-            corpus.dataset, name=corpus.config, data_files=files, split=corpus.split
+            corpus.dataset, name=corpus.config, data_files=files, split=split
         )
     except (FileNotFoundError, ValueError, KeyError) as exc:
         raise DataError(f"{label}: could not load dataset '{corpus.dataset}': {exc}") from exc
@@ -89,7 +91,7 @@ def _read_dataset(corpus: Corpus, label: str) -> tuple[list[str], list[str]]:
     source = [_as_text(v, label, i) for i, v in enumerate(table[corpus.source_column])]
     target = [_as_text(v, label, i) for i, v in enumerate(table[corpus.target_column])]
     if not source:
-        raise DataError(f"{label}: dataset '{corpus.dataset}' split '{corpus.split}' is empty")
+        raise DataError(f"{label}: dataset '{corpus.dataset}' split '{split}' is empty")
     return source, target
 
 

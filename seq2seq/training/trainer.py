@@ -19,7 +19,7 @@ from seq2seq.data.batching import make_batch, token_batches
 from seq2seq.errors import BundleError, RecipeError, Seq2SeqError
 from seq2seq.metrics.score import metric_names
 from seq2seq.model import Seq2Seq, Specials, build_model, count_parameters
-from seq2seq.recipe import LOSS_METRICS, Recipe, apply_overrides, parse_recipe
+from seq2seq.recipe import LOSS_METRICS, Recipe, TrainConfig, apply_overrides, parse_recipe
 from seq2seq.training import checkpoint as ckpt
 from seq2seq.training.evaluate import decode_and_score, validation_loss
 from seq2seq.training.loss import sequence_loss
@@ -300,7 +300,7 @@ def run_loop(trainer: Trainer) -> None:
                     )
                 if every > 0 and state.step % every == 0:
                     checkpoint_and_validate(trainer, progress)
-                if state.stopped_early or (cfg.max_steps and state.step >= cfg.max_steps):
+                if state.stopped_early or out_of_budget(cfg, state.step, started):
                     break
             else:
                 state.epoch += 1
@@ -313,6 +313,14 @@ def run_loop(trainer: Trainer) -> None:
         progress.close()
     minutes = (time.perf_counter() - started) / 60
     progress.message(f"done: {state.step} steps in {minutes:.1f} min; run dir {trainer.out_dir}")
+
+
+def out_of_budget(cfg: TrainConfig, step: int, started: float) -> bool:
+    """True once max_steps or max_minutes is reached."""
+    if cfg.max_steps is not None and step >= cfg.max_steps:
+        return True
+    elapsed = (time.perf_counter() - started) / 60
+    return cfg.max_minutes is not None and elapsed >= cfg.max_minutes
 
 
 def checkpoint_and_validate(trainer: Trainer, progress: Progress) -> None:

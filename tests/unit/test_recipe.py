@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.conftest import tiny_recipe
 
 from seq2seq.errors import RecipeError
 from seq2seq.recipe import (
@@ -18,6 +17,7 @@ from seq2seq.recipe import (
     load_recipe,
     parse_recipe,
 )
+from tests.conftest import tiny_recipe
 
 
 def write(tmp_path: Path, data: Any, name: str = "r.yaml") -> Path:
@@ -198,8 +198,7 @@ def test_many_problems_reported_together(tmp_path: Path, recipe_data: dict[str, 
     expected = [
         "seed: expected int, got 'x'",
         "data.max_length: expected int, got 'long'",
-        "model.encoder.hidden_sise: not an argument of encoder 'gru'. "
-        "Did you mean 'hidden_size'?",
+        "model.encoder.hidden_sise: not an argument of encoder 'gru'. Did you mean 'hidden_size'?",
         "model.attention.key_size: set by the encoder output size; remove it from the recipe",
         "train.lrr: unknown key. Did you mean 'lr'?",
     ]
@@ -233,9 +232,7 @@ def test_override_component_type_in_mapping_keeps_arguments(
     assert recipe.model.encoder == {"type": "lstm", "hidden_size": 16}
 
 
-def test_override_component_type_of_bare_name(
-    tmp_path: Path, recipe_data: dict[str, Any]
-) -> None:
+def test_override_component_type_of_bare_name(tmp_path: Path, recipe_data: dict[str, Any]) -> None:
     recipe_data["model"]["encoder"] = "gru"
     recipe = load_recipe(write(tmp_path, recipe_data), ["model.encoder.type=lstm"])
     assert recipe.model.encoder == {"type": "lstm"}
@@ -289,12 +286,6 @@ def test_override_deep_into_a_non_section(tmp_path: Path, recipe_data: dict[str,
     assert problems_of(info) == ["train.lr.x.y: train.lr is 0.01, not a section"]
 
 
-@pytest.mark.xfail(
-    reason="BUG: apply_overrides turns every string on the path into {type: string}, not only "
-    "component specs, so `name.first=x` silently makes name a mapping and the user gets "
-    "'name: expected str, got {...}' instead of 'name is 'tiny', not a section'",
-    strict=True,
-)
 def test_override_into_a_plain_string_is_not_a_section(
     tmp_path: Path, recipe_data: dict[str, Any]
 ) -> None:
@@ -302,9 +293,7 @@ def test_override_into_a_plain_string_is_not_a_section(
     assert problems_of(info) == ["name.first: name is 'tiny', not a section"]
 
 
-def test_override_problems_reported_together(
-    tmp_path: Path, recipe_data: dict[str, Any]
-) -> None:
+def test_override_problems_reported_together(tmp_path: Path, recipe_data: dict[str, Any]) -> None:
     info = load_error(write(tmp_path, recipe_data), ("oops", "seed.x=1", "train.lr=0.1"))
     assert len(info.value.problems) == 2
     assert str(info.value).startswith(f"{tmp_path / 'r.yaml'} has 2 problems\n")

@@ -67,7 +67,8 @@ def test_register_same_factory_twice_is_harmless() -> None:
 def test_register_unknown_kind() -> None:
     with pytest.raises(PluginError) as info:
         register("atention", "x")(Scaled)
-    assert f"unknown component kind 'atention' ({HERE}); kinds: encoder, attention" in str(info.value)
+    expected = f"unknown component kind 'atention' ({HERE}); kinds: encoder, attention"
+    assert str(info.value).startswith(expected)
 
 
 @pytest.mark.parametrize("name", ["Dot", "1dot", "my-attn", "my attn", "", "_x", "dot!"])
@@ -85,11 +86,6 @@ def test_register_non_string_name() -> None:
         register("attention", 3)(Scaled)  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    reason="BUG: registry._NAME uses `$`, which also matches before a trailing newline, so "
-    "'dot2\\n' is accepted as a name (use re.fullmatch or \\Z)",
-    strict=True,
-)
 def test_register_name_with_trailing_newline_is_refused() -> None:
     with pytest.raises(PluginError, match="bad attention name"):
         register("attention", "dot2\n")(Scaled)
@@ -106,12 +102,6 @@ def test_register_non_callable() -> None:
     assert "thing" not in names("attention")
 
 
-@pytest.mark.xfail(
-    reason="BUG: register() reads factory.__module__ before checking that the factory is "
-    "callable, so a non-callable without __module__ (42, 'x', None) raises AttributeError "
-    "instead of PluginError",
-    strict=True,
-)
 @pytest.mark.parametrize("origin", [None, "module exp"])
 def test_register_non_callable_builtin_value_gives_plugin_error(origin: str | None) -> None:
     with contextlib.ExitStack() as stack:
@@ -119,7 +109,7 @@ def test_register_non_callable_builtin_value_gives_plugin_error(origin: str | No
             stack.enter_context(registry.registering_as(origin))
         with pytest.raises(PluginError) as info:
             register("attention", "thing")(42)  # type: ignore[type-var]
-    where = origin or HERE
+    where = origin or "module ?"  # a bare value has no module to name
     assert str(info.value) == f"attention 'thing' ({where}) is not a class or function"
 
 
@@ -260,7 +250,7 @@ def test_check_mapping_without_type() -> None:
 
 def test_check_type_not_a_string() -> None:
     assert messages(check("encoder", {"type": 3}, "model.encoder")) == [
-        "model.encoder.type: expected a encoder name, got 3"
+        "model.encoder.type: expected an encoder name, got 3"
     ]
 
 
