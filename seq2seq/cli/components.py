@@ -3,25 +3,39 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
+from typing import Any
 
 import click
 
 from seq2seq import registry
+from seq2seq.schema import describe
 
 
-def _signature(kind: str, factory: object) -> str:
-    provided = registry.PROVIDED[kind]
+def signature_text(kind: str, factory: Callable[..., Any]) -> str:
+    """The recipe-settable arguments of a factory with types and defaults."""
     parts = []
-    for name, (annotation, default) in registry.arguments(factory).items():  # type: ignore[arg-type]
-        if name in provided:
+    for name, (annotation, default) in registry.arguments(factory).items():
+        if name in registry.PROVIDED[kind]:
             continue
-        from seq2seq.schema import describe
-
         text = f"{name}: {describe(annotation)}"
         if default is not inspect.Parameter.empty:
             text += f" = {default!r}"
         parts.append(text)
     return ", ".join(parts) or "(no arguments)"
+
+
+def describe_entry(kind: str, name: str, origin: str, load: bool) -> tuple[str, str]:
+    """(one-line summary, arguments) of a component; plugins are imported only with `load`."""
+    loaded = name in registry.snapshot()[kind]
+    if not loaded and not load:
+        return "", "(plugin not imported; `--load` shows its arguments)"
+    try:
+        factory = registry.get(kind, name).factory
+    except registry.PluginError as exc:
+        return "", f"FAILED TO LOAD: {str(exc).splitlines()[-1].strip()}"
+    summary = (inspect.getdoc(factory) or "").split("\n", 1)[0]
+    return summary, signature_text(kind, factory)
 
 
 @click.command("components")
@@ -34,28 +48,8 @@ def components_command(kind: str | None, load: bool) -> None:
     for current in [kind] if kind else list(registry.KINDS):
         click.echo(f"{current}:")
         for name, origin in registry.names(current).items():
-            is_plugin = origin != registry.BUILTIN and not origin.startswith("module ")
-            loaded = name in registry.snapshot()[current]
-            if is_plugin and not loaded and not load:
-                args = "(a plugin, not imported: --load shows its arguments)"
-            else:
-                try:
-                    entry = registry.get(current, name)
-                    args = _signature(current, entry.factory)
-                except registry.PluginError as exc:
-                    args = f"FAILED TO LOAD: {str(exc).splitlines()[-1].strip()}"
-            doc = ""
-            if loaded or not is_plugin or load:
-                try:
-                    factory = registry.get(current, name).factory
-                    doc = (
-                        (inspect.getdoc(factory) or "").splitlines()[0]
-                        if inspect.getdoc(factory)
-                        else ""
-                    )
-                except registry.PluginError:
-                    doc = ""
-            click.echo(f"  {name:14s} [{origin}] {doc}")
+            summary, args = describe_entry(current, name, origin, load)
+            click.echo(f"  {name:14s} [{origin}] {summary}")
             click.echo(f"  {'':14s} {args}")
 
 

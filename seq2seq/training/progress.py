@@ -23,6 +23,9 @@ class Progress:
         self.started = time.perf_counter()
         self.window_start = self.started
         self.window_tokens = 0
+        self.window_loss = 0.0
+        self.window_norm = 0.0
+        self.window_steps = 0
         self.bar: Any = None
         if self.stream.isatty():
             from tqdm import tqdm
@@ -36,26 +39,43 @@ class Progress:
                 leave=True,
             )
 
-    def update(self, step: int, loss: float, tokens: int, lr: float) -> float | None:
-        """Record one step; every `every` steps print and return the window's tokens/s."""
+    def update(
+        self, step: int, loss: float, tokens: int, grad_norm: float, lr: float
+    ) -> dict[str, float] | None:
+        """Record one step; every `every` steps show and return the window's averages."""
         self.window_tokens += tokens
+        self.window_loss += loss * tokens
+        self.window_norm += grad_norm
+        self.window_steps += 1
         if self.bar is not None:
             self.bar.update(1)
         if step % self.every:
             return None
         now = time.perf_counter()
         rate = self.window_tokens / max(now - self.window_start, 1e-9)
+        window = {
+            "loss": self.window_loss / max(self.window_tokens, 1),
+            "grad_norm": self.window_norm / max(self.window_steps, 1),
+            "lr": lr,
+            "tok_per_s": rate,
+        }
         self.window_start, self.window_tokens = now, 0
+        self.window_loss = self.window_norm = 0.0
+        self.window_steps = 0
         eta = ""
         if self.total:
             per_step = (now - self.started) / max(step - self.start_step, 1)
             eta = f"  eta {_clock(per_step * max(self.total - step, 0))}"
-        text = f"loss {loss:.3f}  tok/s {rate:,.0f}  lr {lr:.2e}{eta}"
+        text = (
+            f"loss {window['loss']:.3f}  tok/s {rate:,.0f}  lr {lr:.2e}  "
+            f"|g| {window['grad_norm']:.2f}{eta}"
+        )
         if self.bar is not None:
             self.bar.set_postfix_str(text, refresh=True)
         else:
-            log.info("step %d  %s", step, text)
-        return rate
+            total = f"/{self.total}" if self.total else ""
+            log.info("step %d%s  %s", step, total, text)
+        return window
 
     def message(self, text: str) -> None:
         """A line that does not break the bar."""

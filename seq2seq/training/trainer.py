@@ -30,6 +30,15 @@ log = logging.getLogger("seq2seq.train")
 
 
 @dataclass
+class StepStats:
+    """What one update reports."""
+
+    loss: float  # mean per target token
+    tokens: int  # real target tokens
+    grad_norm: float  # global gradient norm before clipping
+
+
+@dataclass
 class LoopState:
     """Where the loop is; saved in every checkpoint so a run can resume."""
 
@@ -97,6 +106,13 @@ class Trainer:
         self.src_len = [len(s) for s in data.train.source]
         self.tgt_len = [len(t) for t in data.train.target]
 
+    def total_steps(self) -> int:
+        """Expected number of updates (for the ETA): epochs × batches, capped by max_steps."""
+        cfg = self.recipe.train
+        per_epoch = len(token_batches(self.src_len, self.tgt_len, cfg.batch_tokens, 0, 0))
+        total = per_epoch * cfg.max_epochs
+        return min(total, cfg.max_steps) if cfg.max_steps is not None else total
+
     # ------------------------------------------------------------------ state
 
     def trainer_state(self) -> dict[str, Any]:
@@ -140,8 +156,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ steps
 
-    def train_step(self, indices: list[int]) -> tuple[float, int]:
-        """One update on one batch; returns (loss per token, target tokens)."""
+    def train_step(self, indices: list[int]) -> StepStats:
+        """One update on one batch."""
         cfg = self.recipe.train
         batch = make_batch(self.data.train.source, self.data.train.target, indices).to(self.device)
         assert batch.tgt_in is not None and batch.tgt_out is not None
@@ -158,12 +174,11 @@ class Trainer:
             self.state.nonfinite_in_a_row += 1
             self.state.nonfinite_total += 1
             log.warning("step %d: non-finite loss or gradient; update skipped", self.state.step)
-            return value, int(count)
+            return StepStats(value, int(count), float(norm))
         self.state.nonfinite_in_a_row = 0
         self.optimizer.step()
         self.schedule.after_update()
-        self.last_grad_norm = float(norm)
-        return value, int(count)
+        return StepStats(value, int(count), float(norm))
 
     def validate(self) -> dict[str, float]:
         """Loss, perplexity and decoded metrics on (a subset of) the validation data."""
@@ -267,7 +282,7 @@ def run_loop(trainer: Trainer) -> None:
     cfg = trainer.recipe.train
     state = trainer.state
     every = cfg.validation.every
-    progress = Progress(cfg.max_steps, state.step, cfg.log_every)
+    progress = Progress(trainer.total_steps(), state.step, cfg.log_every)
     started = time.perf_counter()
     try:
         while state.epoch < cfg.max_epochs and not state.stopped_early:
@@ -275,22 +290,13 @@ def run_loop(trainer: Trainer) -> None:
                 trainer.src_len, trainer.tgt_len, cfg.batch_tokens, trainer.recipe.seed, state.epoch
             )
             while state.batch_in_epoch < len(batches):
-                loss, tokens = trainer.train_step(batches[state.batch_in_epoch])
+                stats = trainer.train_step(batches[state.batch_in_epoch])
                 state.batch_in_epoch += 1
                 state.step += 1
                 lr = trainer.optimizer.param_groups[0]["lr"]
-                rate = progress.update(state.step, loss, tokens, lr)
-                if rate is not None:
-                    _log_metrics(
-                        trainer.out_dir,
-                        {
-                            "step": state.step,
-                            "split": "train",
-                            "loss": loss,
-                            "lr": lr,
-                            "tok_per_s": rate,
-                        },
-                    )
+                window = progress.update(state.step, stats.loss, stats.tokens, stats.grad_norm, lr)
+                if window is not None:
+                    _log_metrics(trainer.out_dir, {"step": state.step, "split": "train", **window})
                 if state.nonfinite_in_a_row >= cfg.max_nonfinite:
                     trainer.save()
                     raise Seq2SeqError(

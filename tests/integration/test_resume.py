@@ -1,0 +1,53 @@
+"""A run stopped and resumed ends exactly where an uninterrupted run of the same length ends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from seq2seq.errors import Seq2SeqError
+from seq2seq.recipe import parse_recipe
+from seq2seq.training.checkpoint import WEIGHTS, checkpoint_dir
+from seq2seq.training.trainer import train
+from tests.conftest import tiny_recipe
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(checkpoint_dir(run, "latest") / WEIGHTS))
+
+
+def test_resume_matches_uninterrupted_run(reversal_dir: Path, tmp_path: Path) -> None:
+    """Model, optimizer, RNG and data position carry over: the parameters are bitwise equal."""
+    settings = {"max_steps": 12, "max_epochs": 5, "validation": {"every": 5}}
+    model = {"embedding_dropout": 0.2, "decoder": {"type": "luong", "hidden_size": 32,
+                                                   "dropout": 0.3}}  # fmt: skip
+    full = tiny_recipe(reversal_dir, train=settings, model=model)
+    train(parse_recipe(full), tmp_path / "full")
+
+    first = tiny_recipe(reversal_dir, train={**settings, "max_steps": 7}, model=model)
+    train(parse_recipe(first), tmp_path / "parts")
+    train(None, tmp_path / "parts", resume=True, overrides=("train.max_steps=12",))
+
+    whole, parts = _weights(tmp_path / "full"), _weights(tmp_path / "parts")
+    assert whole.keys() == parts.keys()
+    for name in whole:
+        assert torch.equal(whole[name], parts[name]), name
+
+
+def test_resume_needs_a_run_dir(tmp_path: Path) -> None:
+    """--resume on a folder that is not a run says so."""
+    with pytest.raises(Seq2SeqError, match="not a seq2seq run dir"):
+        train(None, tmp_path, resume=True)
+
+
+def test_bad_data_leaves_no_run_dir(reversal_dir: Path, tmp_path: Path) -> None:
+    """A data error is found before the run dir is created, so nothing half-written remains."""
+    recipe = tiny_recipe(reversal_dir)
+    recipe["data"]["valid"]["target"] = str(tmp_path / "missing.tgt")
+    with pytest.raises(Seq2SeqError, match="missing.tgt not found"):
+        train(parse_recipe(recipe), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
