@@ -1,16 +1,17 @@
-"""The Seq2Seq model (encode / step / forward with teacher forcing) and build_model()."""
+"""The Seq2Seq model (encode / step / run with teacher forcing) and build_model()."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from seq2seq.errors import Problem, RecipeError
+from seq2seq.modules.copy import PointerGenerator
 from seq2seq.modules.protocols import Decoder, DecoderState, Encoder
 from seq2seq.recipe import ModelConfig
 from seq2seq.registry import build
@@ -26,8 +27,16 @@ class Specials:
     eos: int = 3
 
 
+class ModelOutput(NamedTuple):
+    """What a teacher-forced pass returns."""
+
+    scores: Tensor  # (B, T, V) logits, or log-probabilities when the model copies
+    weights: Tensor | None  # (B, T, S) attention weights
+    coverage_loss: Tensor | None  # (B, T) Σ_s min(a_ts, coverage_ts), when asked for
+
+
 class Seq2Seq(nn.Module):
-    """Embeddings, an encoder, a decoder and the output projection ("generator")."""
+    """Embeddings, an encoder, a decoder, the output projection ("generator"), optional copy."""
 
     def __init__(
         self,
@@ -39,6 +48,7 @@ class Seq2Seq(nn.Module):
         embedding_dropout: float = 0.0,
         tie_output: bool = False,
         specials: Specials = Specials(),
+        copy: PointerGenerator | None = None,
     ) -> None:
         super().__init__()
         self.src_embed = src_embed
@@ -49,68 +59,133 @@ class Seq2Seq(nn.Module):
         self.generator = nn.Linear(decoder.hidden_size, vocab_size)
         if tie_output:
             self.generator.weight = tgt_embed.weight
+        self.copy = copy
         self.specials = specials
 
     def encode(self, src: Tensor, lengths: Tensor) -> DecoderState:
         """(B, S) source ids with (B,) lengths → the decoder's initial state."""
         encoded = self.encoder(self.embed_dropout(self.src_embed(src)), lengths)
-        return self.decoder.init_state(encoded)
+        state = self.decoder.init_state(encoded)
+        if self.copy is not None:
+            state.extra["src"] = src
+        return state
+
+    def _scores(
+        self,
+        features: Tensor,
+        state: DecoderState,
+        embedded: Tensor,
+        context: Tensor | None,
+        weights: Tensor | None,
+    ) -> Tensor:
+        """(B, T, ·) inputs → logits, or log-probabilities with copying."""
+        logits: Tensor = self.generator(features)
+        if self.copy is None:
+            return logits
+        assert context is not None and weights is not None
+        mixed: Tensor = self.copy(logits, features, context, weights, embedded, state.extra["src"])
+        return mixed
 
     def step(self, prev: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         """(B,) previous tokens → log-probabilities (B, V) of the next token, next state."""
-        features, state = self.decoder.step(self.tgt_embed(prev), state)
-        return torch.log_softmax(self.generator(features).float(), dim=-1), state
+        embedded = self.tgt_embed(prev)
+        features, state = self.decoder.step(embedded, state)
 
-    def features(
-        self, src: Tensor, lengths: Tensor, tgt_in: Tensor, teacher_forcing: float = 1.0
-    ) -> Tensor:
-        """Decoder features (B, T, H) for every target position."""
+        def one(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.unsqueeze(1)
+
+        scores = self._scores(
+            features.unsqueeze(1),
+            state,
+            embedded.unsqueeze(1),
+            one(state.context),
+            one(state.weights),
+        ).squeeze(1)
+        if self.copy is not None:
+            return scores, state
+        return torch.log_softmax(scores.float(), dim=-1), state
+
+    def run(
+        self,
+        src: Tensor,
+        lengths: Tensor,
+        tgt_in: Tensor,
+        teacher_forcing: float = 1.0,
+        with_coverage: bool = False,
+    ) -> ModelOutput:
+        """Score every target position given (B, S) source and (B, T) shifted target.
+
+        With teacher_forcing < 1 each row is fed the model's own previous guess with
+        probability 1 − teacher_forcing (scheduled sampling).
+        """
         state = self.encode(src, lengths)
         embedded = self.embed_dropout(self.tgt_embed(tgt_in))  # (B, T, E)
+        whole = None
         if teacher_forcing >= 1.0:
             parallel = getattr(self.decoder, "forward_sequence", None)
             whole = parallel(embedded, state) if parallel is not None else None
-            if whole is not None:
-                return whole  # type: ignore[no-any-return]
-        steps = []
-        prev_embedded = embedded[:, 0]
+        if whole is not None:
+            features, context, weights = whole
+        else:
+            features, context, weights, embedded = self._steps(
+                state, embedded, tgt_in, teacher_forcing
+            )
+        scores = self._scores(features, state, embedded, context, weights)
+        coverage_loss = None
+        if with_coverage and weights is not None:
+            coverage = weights.cumsum(dim=1) - weights  # Σ of the earlier steps' weights
+            coverage_loss = torch.minimum(weights, coverage).sum(-1)
+        return ModelOutput(scores, weights, coverage_loss)
+
+    def _steps(
+        self, state: DecoderState, embedded: Tensor, tgt_in: Tensor, teacher_forcing: float
+    ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor]:
+        """Step through the target; return stacked features, contexts, weights, inputs."""
+        outs, contexts, weights, inputs = [], [], [], []
+        current = embedded[:, 0]
         for t in range(tgt_in.size(1)):
-            out, state = self.decoder.step(prev_embedded, state)
-            steps.append(out)
+            inputs.append(current)
+            out, state = self.decoder.step(current, state)
+            outs.append(out)
+            contexts.append(state.context)
+            weights.append(state.weights)
             if t + 1 == tgt_in.size(1):
                 break
-            prev_embedded = embedded[:, t + 1]
-            if teacher_forcing < 1.0:  # scheduled sampling: some rows get the model's own guess
+            current = embedded[:, t + 1]
+            if teacher_forcing < 1.0:
                 guess = self.generator(out).argmax(-1)
                 own = torch.rand(guess.shape, device=guess.device) >= teacher_forcing
                 tokens = torch.where(own, guess, tgt_in[:, t + 1])
-                prev_embedded = self.embed_dropout(self.tgt_embed(tokens))
-        return torch.stack(steps, dim=1)
+                current = self.embed_dropout(self.tgt_embed(tokens))
+
+        def stack(items: list[Tensor | None]) -> Tensor | None:
+            return None if items[0] is None else torch.stack(items, 1)  # type: ignore[arg-type]
+
+        return torch.stack(outs, 1), stack(contexts), stack(weights), torch.stack(inputs, 1)
 
     def forward(
         self, src: Tensor, lengths: Tensor, tgt_in: Tensor, teacher_forcing: float = 1.0
     ) -> Tensor:
-        """Logits (B, T, V) for the target given (B, S) source and (B, T) shifted target."""
-        logits: Tensor = self.generator(self.features(src, lengths, tgt_in, teacher_forcing))
-        return logits
+        """Scores (B, T, V) for the target: logits, or log-probabilities with copying."""
+        return self.run(src, lengths, tgt_in, teacher_forcing).scores
+
+
+def _problem(path: str, message: str) -> RecipeError:
+    return RecipeError("the recipe", [Problem(path, message)])
 
 
 def build_model(
-    cfg: ModelConfig,
-    src_vocab_size: int,
-    tgt_vocab_size: int,
-    specials: Specials = Specials(),
+    cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int, specials: Specials = Specials()
 ) -> Seq2Seq:
     """Assemble the model from registered components; sizes flow in as keyword arguments."""
     src_embed = nn.Embedding(src_vocab_size, cfg.embedding_dim, padding_idx=specials.pad)
-    if cfg.share_embeddings:
-        if src_vocab_size != tgt_vocab_size:
-            raise RecipeError(
-                "the recipe", [Problem("model.share_embeddings", "needs one joint vocabulary")]
-            )
-        tgt_embed = src_embed
-    else:
-        tgt_embed = nn.Embedding(tgt_vocab_size, cfg.embedding_dim, padding_idx=specials.pad)
+    if cfg.share_embeddings and src_vocab_size != tgt_vocab_size:
+        raise _problem("model.share_embeddings", "needs one joint vocabulary")
+    tgt_embed = (
+        src_embed
+        if cfg.share_embeddings
+        else nn.Embedding(tgt_vocab_size, cfg.embedding_dim, padding_idx=specials.pad)
+    )
     encoder = build("encoder", cfg.encoder, where="model.encoder", input_size=cfg.embedding_dim)
     make_attention: Any = None
     if cfg.attention is not None:
@@ -126,16 +201,16 @@ def build_model(
         make_attention=make_attention,
     )
     if cfg.tie_output and decoder.hidden_size != cfg.embedding_dim:
-        raise RecipeError(
-            "the recipe",
-            [
-                Problem(
-                    "model.tie_output",
-                    f"needs the decoder hidden_size ({decoder.hidden_size}) equal to "
-                    f"model.embedding_dim ({cfg.embedding_dim})",
-                )
-            ],
+        raise _problem(
+            "model.tie_output",
+            f"needs the decoder hidden_size ({decoder.hidden_size}) "
+            f"equal to model.embedding_dim ({cfg.embedding_dim})",
         )
+    copy = None
+    if cfg.copy:
+        if getattr(decoder, "attention", None) is None:
+            raise _problem("model.copy", "copying points with attention; set model.attention")
+        copy = PointerGenerator(decoder.hidden_size, encoder.output_size, cfg.embedding_dim)
     model = Seq2Seq(
         src_embed,
         tgt_embed,
@@ -145,8 +220,12 @@ def build_model(
         cfg.embedding_dropout,
         cfg.tie_output,
         specials,
+        copy,
     )
     initialize(model)
+    for name in cfg.freeze:
+        for param in getattr(model, name).parameters():
+            param.requires_grad_(False)
     return model
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 
@@ -74,6 +75,10 @@ class ModelConfig:
     decoder: DecoderSpec = field(default_factory=lambda: {"type": "luong"})
     tie_output: bool = False  # output projection shares the target embedding matrix
     share_embeddings: bool = False  # source and target embeddings are one matrix (joint vocab)
+    copy: bool = False  # pointer-generator output: copy source pieces (needs joint_vocab)
+    freeze: list[Literal["src_embed", "tgt_embed", "encoder", "decoder", "generator"]] = field(
+        default_factory=list
+    )  # parts whose parameters are not trained
 
 
 @dataclass
@@ -81,6 +86,40 @@ class EarlyStopping:
     """Stop when the selection metric has not improved for `patience` validations."""
 
     patience: int = 5  # validations without improvement of train.validation.select
+
+
+@dataclass
+class TeacherForcing:
+    """Scheduled sampling (Bengio et al., 2015): the gold-token ratio ε_i decays with step i.
+
+    constant: ε = start; linear: ε = max(end, start − k·i); exponential: ε = max(end, start·kⁱ)
+    (k < 1); inverse_sigmoid: ε = max(end, start · k / (k + exp(i / k))) (k ≥ 1).
+    """
+
+    schedule: Literal["constant", "linear", "exponential", "inverse_sigmoid"] = "constant"
+    start: float = 1.0
+    end: float = 0.0
+    k: float = 1.0
+
+    def ratio(self, step: int) -> float:
+        """ε at update `step`."""
+        if self.schedule == "constant":
+            return self.start
+        if self.schedule == "linear":
+            value = self.start - self.k * step
+        elif self.schedule == "exponential":
+            value = self.start * self.k**step
+        else:
+            value = self.start * self.k / (self.k + math.exp(min(step / self.k, 700.0)))
+        return max(self.end, value)
+
+
+@dataclass
+class CoverageLoss:
+    """See et al. (2017): λ Σ_t Σ_s min(a_ts, c_ts) added to the loss from `start_step` on."""
+
+    weight: float = 1.0
+    start_step: int = 0
 
 
 @dataclass
@@ -107,7 +146,8 @@ class TrainConfig:
     scheduler: SchedulerSpec = "constant"
     clip_grad_norm: float | None = 1.0  # global gradient norm limit; None disables clipping
     label_smoothing: float = 0.0
-    teacher_forcing: float = 1.0  # probability of feeding the gold previous token
+    teacher_forcing: float | TeacherForcing = 1.0  # gold-token ratio, or a decay schedule
+    coverage_loss: CoverageLoss | None = None  # needs attention with coverage
     validation: Validation = field(default_factory=Validation)
     early_stopping: EarlyStopping | None = None
     keep_checkpoints: int = 2  # step checkpoints kept besides the best one
@@ -261,8 +301,23 @@ def _cross_checks(recipe: Recipe) -> list[Problem]:
         "train.lr": recipe.train.lr,
     }
     problems += [Problem(k, f"must be positive, got {v}") for k, v in positive.items() if v <= 0]
-    if not 0.0 <= recipe.train.teacher_forcing <= 1.0:
-        problems.append(Problem("train.teacher_forcing", "must be between 0 and 1"))
+    forcing = recipe.train.teacher_forcing
+    bounds = [forcing] if isinstance(forcing, float) else [forcing.start, forcing.end]
+    if not all(0.0 <= b <= 1.0 for b in bounds):
+        problems.append(Problem("train.teacher_forcing", "ratios must be between 0 and 1"))
+    if isinstance(forcing, TeacherForcing):
+        low, high = {"exponential": (0.0, 1.0), "inverse_sigmoid": (1.0, math.inf)}.get(
+            forcing.schedule, (0.0, math.inf)
+        )
+        if not low <= forcing.k <= high:
+            problems.append(
+                Problem(
+                    "train.teacher_forcing.k",
+                    f"for {forcing.schedule} k must be in [{low}, {high}], got {forcing.k}",
+                )
+            )
+    if recipe.model.copy and not recipe.data.joint_vocab:
+        problems.append(Problem("model.copy", "copying needs data.joint_vocab: true"))
     return problems
 
 

@@ -45,7 +45,11 @@ PROVIDED: dict[str, dict[str, str]] = {
 
 BUILTIN_MODULES = (
     "seq2seq.modules.encoders",
-    "seq2seq.modules.attention",
+    "seq2seq.modules.attention.additive",
+    "seq2seq.modules.attention.multiplicative",
+    "seq2seq.modules.attention.multihead",
+    "seq2seq.modules.attention.local",
+    "seq2seq.modules.attention.none",
     "seq2seq.modules.decoders",
     "seq2seq.search.greedy",
     "seq2seq.metrics.sacre",

@@ -12,8 +12,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from seq2seq.modules.protocols import DecoderState, EncoderOutput
-from seq2seq.registry import build
+from seq2seq.modules.protocols import (
+    AlignmentHistory,
+    DecoderState,
+    EncoderOutput,
+    needs_history,
+)
+from seq2seq.registry import build, split_spec
 
 B, S, E, M, H = 3, 5, 8, 12, 10
 
@@ -36,17 +41,23 @@ def check_attention(spec: Any, query_size: int = H, key_size: int = M) -> None:
         memory = torch.randn(B, S, key_size, requires_grad=True)
     query = torch.randn(B, query_size, requires_grad=True)
     keys = attention.prepare(memory)
-    context, weights = attention(query, keys, memory, mask)
+    history = None
+    if needs_history(attention):  # a previous alignment that is not uniform, and a position
+        previous = torch.softmax(torch.randn(B, S), -1) * mask
+        history = AlignmentHistory(previous, previous * 2.0, position=1)
+    context, weights = attention(query, keys, memory, mask, history)
     assert context.shape == (B, key_size), f"context shape {tuple(context.shape)}"
     assert weights.shape == (B, S), f"weights shape {tuple(weights.shape)}"
     assert torch.all(weights[~mask] == 0), "padded positions must get exactly zero weight"
     sums = weights.sum(-1)
     assert torch.allclose(sums, torch.ones_like(sums), atol=1e-5), f"weights sum to {sums}"
-    steps = torch.randn(B, 4, query_size)
-    ctx_seq, w_seq = attention(steps, keys, memory, mask)
-    assert ctx_seq.shape == (B, 4, key_size) and w_seq.shape == (B, 4, S), "(B, T, H) queries"
-    single, _ = attention(steps[:, 2], keys, memory, mask)
-    assert torch.allclose(single, ctx_seq[:, 2], atol=1e-5), "sequence and step queries differ"
+    if history is None:  # only history-free attention takes a whole sequence of queries
+        steps = torch.randn(B, 4, query_size)
+        ctx_seq, w_seq = attention(steps, keys, memory, mask)
+        assert ctx_seq.shape == (B, 4, key_size), "(B, T, H) queries give (B, T, M) contexts"
+        assert w_seq.shape == (B, 4, S), "(B, T, H) queries give (B, T, S) weights"
+        single, _ = attention(steps[:, 2], keys, memory, mask)
+        assert torch.allclose(single, ctx_seq[:, 2], atol=1e-5), "sequence and step queries differ"
     (context.sum() + weights.pow(2).sum()).backward()
     for name, param in attention.named_parameters():
         assert param.grad is not None and torch.any(param.grad != 0), f"no gradient to {name}"
@@ -103,7 +114,11 @@ def check_decoder(spec: Any, attention: Any = "bahdanau", input_size: int = E) -
     parallel = getattr(decoder, "forward_sequence", None)
     whole = parallel(steps, state) if parallel is not None else None
     if whole is not None:
-        assert torch.allclose(whole, stepped, atol=1e-5), "forward_sequence differs from step"
+        assert torch.allclose(whole.features, stepped, atol=1e-5), "forward_sequence != step"
+    if attention is not None and split_spec(attention)[0] != "none":
+        assert s.weights is not None and s.weights.shape == (B, S), "step leaves (B, S) weights"
+        assert s.context is not None and s.context.shape == (B, M), "step leaves (B, M) context"
+        assert s.position == 4, "step advances position"
     index = torch.tensor([2, 0, 0])
     picked = state.select(index)
     out_picked, _ = decoder.step(steps[index, 0], picked)

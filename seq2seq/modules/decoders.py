@@ -1,4 +1,5 @@
-"""Recurrent decoders: "luong" (attend with the current state, optional input feeding)."""
+"""Recurrent decoders: "luong" (attend with the current state) and "bahdanau" (attend with the
+previous state, context into the RNN input and the output layer)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,17 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from seq2seq.modules.protocols import DecoderState, EncoderOutput, MakeAttention
+from seq2seq.modules.protocols import (
+    DecoderState,
+    EncoderOutput,
+    MakeAttention,
+    SequenceOutput,
+    needs_history,
+)
 from seq2seq.registry import register
 
 Init = Literal["zeros", "last", "bridge", "mean"]
+Cell = Literal["gru", "lstm"]
 
 
 class InitialState(nn.Module):
@@ -46,35 +54,41 @@ class InitialState(nn.Module):
         return source.contiguous()
 
 
-@register("decoder", "luong")
-class LuongDecoder(nn.Module):
-    """Luong et al. (2015): the RNN runs first, then attends with its current output.
+def advance_alignment(state: DecoderState, weights: Tensor | None) -> tuple[Tensor | None, int]:
+    """Coverage after this step's weights, and the next position."""
+    if weights is None:
+        return state.coverage, state.position + 1
+    coverage = weights if state.coverage is None else state.coverage + weights
+    return coverage, state.position + 1
 
-    The attentional vector h̃ = tanh(W [context; h]) is the step's feature; with input feeding it
-    is also fed to the next step's RNN input.
-    """
+
+class RecurrentDecoder(nn.Module):
+    """Shared parts: the RNN, the initial state, attention and dropout."""
 
     def __init__(
         self,
         input_size: int,
         memory_size: int,
-        make_attention: MakeAttention | None = None,
-        cell: Literal["gru", "lstm"] = "gru",
-        hidden_size: int = 256,
-        num_layers: int = 1,
-        dropout: float = 0.2,
-        input_feeding: bool = True,
-        init: Init = "bridge",
+        make_attention: MakeAttention | None,
+        cell: Cell,
+        hidden_size: int,
+        num_layers: int,
+        dropout: float,
+        init: Init,
+        feed_size: int = 0,
+        context_into_rnn: bool = False,
     ) -> None:
         super().__init__()
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if hidden_size <= 0 or num_layers <= 0:
+            raise ValueError("hidden_size and num_layers must be positive")
         self.attention = make_attention(query_size=hidden_size) if make_attention else None
-        self.input_feeding = input_feeding and self.attention is not None
-        rnn_input = input_size + (hidden_size if self.input_feeding else 0)
         rnn_class = nn.GRU if cell == "gru" else nn.LSTM
+        with_attention = self.attention is not None
+        extra = (feed_size + (memory_size if context_into_rnn else 0)) if with_attention else 0
         self.rnn = rnn_class(
-            rnn_input,
+            input_size + extra,
             hidden_size,
             num_layers=num_layers,
             batch_first=True,
@@ -82,42 +96,159 @@ class LuongDecoder(nn.Module):
         )
         self.is_lstm = cell == "lstm"
         self.initial = InitialState(init, memory_size, hidden_size, num_layers)
-        self.combine = nn.Linear(memory_size + hidden_size, hidden_size) if self.attention else None
         self.dropout = nn.Dropout(dropout)
         self.hidden_size = hidden_size
 
     def init_state(self, encoded: EncoderOutput) -> DecoderState:
-        """Initial hidden state, precomputed attention keys and a zero input feed."""
+        """Initial hidden state and precomputed attention keys."""
         first: Tensor = self.initial(encoded)
         hidden = (first, torch.zeros_like(first)) if self.is_lstm else first
         keys = self.attention.prepare(encoded.states) if self.attention is not None else None
-        B = encoded.states.size(0)
-        feed = encoded.states.new_zeros(B, self.hidden_size) if self.input_feeding else None
-        return DecoderState(hidden, encoded.states, encoded.mask, keys=keys, feed=feed)
+        return DecoderState(hidden, encoded.states, encoded.mask, keys=keys)
 
-    def _features(self, output: Tensor, state: DecoderState) -> tuple[Tensor, Tensor | None]:
-        """RNN output (B[, T], H) → attentional features and attention weights."""
+    def attend(self, query: Tensor, state: DecoderState) -> tuple[Tensor, Tensor]:
+        """Context and weights for a (B, H) or (B, T, H) query."""
+        assert self.attention is not None and state.keys is not None
+        if needs_history(self.attention):
+            return self.attention(query, state.keys, state.memory, state.mask, state.history())
+        return self.attention(query, state.keys, state.memory, state.mask)
+
+
+@register("decoder", "luong")
+class LuongDecoder(RecurrentDecoder):
+    """Luong et al. (2015): the RNN steps first, then attends with its new output h_t.
+
+    The attentional vector h̃ = tanh(W [context; h_t]) is the step's feature; with input feeding
+    it also joins the next step's RNN input.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        memory_size: int,
+        make_attention: MakeAttention | None = None,
+        cell: Cell = "gru",
+        hidden_size: int = 256,
+        num_layers: int = 1,
+        dropout: float = 0.2,
+        input_feeding: bool = True,
+        init: Init = "bridge",
+    ) -> None:
+        super().__init__(
+            input_size,
+            memory_size,
+            make_attention,
+            cell,
+            hidden_size,
+            num_layers,
+            dropout,
+            init,
+            feed_size=hidden_size if input_feeding else 0,
+        )
+        self.input_feeding = input_feeding and self.attention is not None
+        self.combine = nn.Linear(memory_size + hidden_size, hidden_size) if self.attention else None
+
+    def init_state(self, encoded: EncoderOutput) -> DecoderState:
+        """Adds a zero input feed."""
+        state = super().init_state(encoded)
+        if self.input_feeding:
+            state.feed = encoded.states.new_zeros(encoded.states.size(0), self.hidden_size)
+        return state
+
+    def _features(
+        self, output: Tensor, state: DecoderState
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """RNN output (B[, T], H) → features, context and weights."""
         if self.attention is None or self.combine is None:
-            return self.dropout(output), None
-        assert state.keys is not None
-        context, weights = self.attention(output, state.keys, state.memory, state.mask)
+            return self.dropout(output), None, None
+        context, weights = self.attend(output, state)
         features = torch.tanh(self.combine(torch.cat([context, output], dim=-1)))
-        return self.dropout(features), weights
+        return self.dropout(features), context, weights
 
     def step(self, embedded: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         """(B, E) previous-token embedding → features (B, H), next state."""
         rnn_input = embedded if state.feed is None else torch.cat([embedded, state.feed], -1)
         output, hidden = self.rnn(rnn_input.unsqueeze(1), state.hidden)
-        features, weights = self._features(output.squeeze(1), state)
+        features, context, weights = self._features(output.squeeze(1), state)
+        coverage, position = advance_alignment(state, weights)
         feed = features if self.input_feeding else None
         return features, DecoderState(
-            hidden, state.memory, state.mask, state.keys, feed, weights, state.extra
+            hidden,
+            state.memory,
+            state.mask,
+            state.keys,
+            feed,
+            weights,
+            context,
+            coverage,
+            position,
+            state.extra,
         )
 
-    def forward_sequence(self, embedded: Tensor, state: DecoderState) -> Tensor | None:
-        """All T steps at once under teacher forcing: (B, T, E) → (B, T, H); None with feeding."""
-        if self.input_feeding:
+    def forward_sequence(self, embedded: Tensor, state: DecoderState) -> SequenceOutput | None:
+        """All T steps at once under teacher forcing: (B, T, E) → features (B, T, H).
+
+        None when a step depends on the previous one beyond the RNN (input feeding, attention
+        that needs its history).
+        """
+        if self.input_feeding or needs_history(self.attention):
             return None
         output, _ = self.rnn(embedded, state.hidden)
-        features, _ = self._features(output, state)
-        return features
+        return SequenceOutput(*self._features(output, state))
+
+
+@register("decoder", "bahdanau")
+class BahdanauDecoder(RecurrentDecoder):
+    """Bahdanau et al. (2015), as in the paper: attend with the previous state s_{i-1}; the
+    context c_i joins the RNN input [y_{i-1}; c_i] and the output layer
+    tanh(W [s_i; c_i; y_{i-1}]) (the paper's deep output, with tanh in place of maxout)."""
+
+    def __init__(
+        self,
+        input_size: int,
+        memory_size: int,
+        make_attention: MakeAttention | None = None,
+        cell: Cell = "gru",
+        hidden_size: int = 256,
+        num_layers: int = 1,
+        dropout: float = 0.2,
+        init: Init = "bridge",
+    ) -> None:
+        super().__init__(
+            input_size,
+            memory_size,
+            make_attention,
+            cell,
+            hidden_size,
+            num_layers,
+            dropout,
+            init,
+            context_into_rnn=True,
+        )
+        context = memory_size if self.attention is not None else 0
+        self.output = nn.Linear(hidden_size + context + input_size, hidden_size)
+
+    def step(self, embedded: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        """(B, E) previous-token embedding → features (B, H), next state."""
+        top = state.hidden[0][-1] if isinstance(state.hidden, tuple) else state.hidden[-1]
+        context = weights = None
+        parts = [embedded]
+        if self.attention is not None:
+            context, weights = self.attend(top, state)
+            parts.append(context)
+        output, hidden = self.rnn(torch.cat(parts, -1).unsqueeze(1), state.hidden)
+        output = output.squeeze(1)
+        features = torch.tanh(self.output(torch.cat([output, *parts[1:], embedded], -1)))
+        coverage, position = advance_alignment(state, weights)
+        return self.dropout(features), DecoderState(
+            hidden,
+            state.memory,
+            state.mask,
+            state.keys,
+            None,
+            weights,
+            context,
+            coverage,
+            position,
+            state.extra,
+        )

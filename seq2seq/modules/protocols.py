@@ -32,19 +32,43 @@ class Encoder(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class AlignmentHistory:
+    """What attention saw before this step, for mechanisms that depend on it."""
+
+    previous: Tensor  # (B, S) weights of the previous step (zeros before the first)
+    coverage: Tensor  # (B, S) sum of the weights of all previous steps
+    position: int  # number of target steps already taken
+
+
 @runtime_checkable
 class Attention(Protocol):
-    """Scores memory positions against a query; padding gets exactly zero weight."""
+    """Scores memory positions against a query; padding gets exactly zero weight.
+
+    Mechanisms whose scores depend on earlier steps (location, coverage, local-m) set the
+    attribute `needs_history = True`; only they are passed an AlignmentHistory (as a fifth
+    argument), and only (B, H) queries.
+    """
 
     def prepare(self, memory: Tensor) -> Tensor:
-        """(B, S, M) memory → keys (B, S, A), computed once per source batch."""
+        """(B, S, M) memory → keys, computed once per source batch."""
         ...
 
     def __call__(
-        self, query: Tensor, keys: Tensor, memory: Tensor, mask: Tensor
+        self,
+        query: Tensor,
+        keys: Tensor,
+        memory: Tensor,
+        mask: Tensor,
+        history: AlignmentHistory | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Query (B, H) or (B, T, H) → context (B[, T], M) and weights (B[, T], S)."""
         ...
+
+
+def needs_history(attention: object) -> bool:
+    """True for attention whose scores depend on previous steps."""
+    return bool(getattr(attention, "needs_history", False))
 
 
 def _select_hidden(
@@ -65,6 +89,9 @@ class DecoderState:
     keys: Tensor | None = None  # attention.prepare(memory)
     feed: Tensor | None = None  # (B, H) previous attentional vector, for input feeding
     weights: Tensor | None = None  # (B, S) attention weights of the last step
+    context: Tensor | None = None  # (B, M) attention context of the last step
+    coverage: Tensor | None = None  # (B, S) sum of all attention weights so far
+    position: int = 0  # target steps taken
     extra: dict[str, Tensor] = field(default_factory=dict)  # plugin state, batch-first
 
     def select(self, index: Tensor) -> DecoderState:
@@ -81,13 +108,34 @@ class DecoderState:
             keys=pick(self.keys),
             feed=pick(self.feed),
             weights=pick(self.weights),
+            context=pick(self.context),
+            coverage=pick(self.coverage),
             extra={k: v.index_select(0, index) for k, v in self.extra.items()},
         )
+
+    def history(self) -> AlignmentHistory:
+        """The alignment history attention sees at the next step."""
+        zeros = self.mask.new_zeros(self.mask.shape, dtype=self.memory.dtype)
+        previous = self.weights if self.weights is not None else zeros
+        coverage = self.coverage if self.coverage is not None else zeros
+        return AlignmentHistory(previous, coverage, self.position)
+
+
+class SequenceOutput(NamedTuple):
+    """A decoder's output for a whole target sequence."""
+
+    features: Tensor  # (B, T, H)
+    context: Tensor | None  # (B, T, M) attention context per step
+    weights: Tensor | None  # (B, T, S) attention weights per step
 
 
 @runtime_checkable
 class Decoder(Protocol):
-    """Produces one feature vector per target position; the model projects it to the vocabulary."""
+    """Produces one feature vector per target position; the model projects it to the vocabulary.
+
+    `step` must leave the step's attention weights and context in the returned state (None
+    without attention), and advance `position` and `coverage` (see `advance_alignment`).
+    """
 
     hidden_size: int  # H
 
@@ -100,7 +148,7 @@ class Decoder(Protocol):
         ...
 
 
-# A decoder may also offer `forward_sequence(embedded (B,T,E), state) -> features (B,T,H) | None`:
+# A decoder may also offer `forward_sequence(embedded (B,T,E), state) -> SequenceOutput | None`:
 # the whole target in one call under full teacher forcing (None when it cannot, e.g. with
 # input feeding). The model falls back to `step` whenever it is missing or returns None.
-MakeAttention = Callable[..., Attention]
+MakeAttention = Callable[..., Attention | None]

@@ -162,8 +162,22 @@ class Trainer:
         batch = make_batch(self.data.train.source, self.data.train.target, indices).to(self.device)
         assert batch.tgt_in is not None and batch.tgt_out is not None
         self.model.train()
-        logits = self.model(batch.src, batch.src_lengths, batch.tgt_in, cfg.teacher_forcing)
-        total, count = sequence_loss(logits, batch.tgt_out, label_smoothing=cfg.label_smoothing)
+        coverage = cfg.coverage_loss
+        use_coverage = coverage is not None and self.state.step >= coverage.start_step
+        output = self.model.run(
+            batch.src,
+            batch.src_lengths,
+            batch.tgt_in,
+            teacher_ratio(cfg, self.state.step),
+            use_coverage,
+        )
+        total, count = sequence_loss(
+            output.scores, batch.tgt_out, label_smoothing=cfg.label_smoothing
+        )
+        if use_coverage and output.coverage_loss is not None:
+            assert coverage is not None
+            real = (batch.tgt_out != self.model.specials.pad).to(output.coverage_loss.dtype)
+            total = total + coverage.weight * (output.coverage_loss * real).sum()
         loss = total / count.clamp(min=1)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -221,6 +235,12 @@ class Trainer:
         if stopping is not None and self.state.bad_validations >= stopping.patience:
             self.state.stopped_early = True
         return None
+
+
+def teacher_ratio(cfg: TrainConfig, step: int) -> float:
+    """The teacher-forcing ratio at `step`."""
+    forcing = cfg.teacher_forcing
+    return forcing if isinstance(forcing, float) else forcing.ratio(step)
 
 
 def _log_metrics(out_dir: Path, record: dict[str, Any]) -> None:

@@ -9,12 +9,18 @@ from pathlib import Path
 import pytest
 import torch
 
+from seq2seq import registry
 from seq2seq.errors import PluginError, RecipeError
 from seq2seq.model import build_model
-from seq2seq.modules.attention import DotAttention
+from seq2seq.modules.attention.multiplicative import DotAttention
 from seq2seq.recipe import parse_recipe
 from seq2seq.registry import build, check, get, names, plugin_problems
 from tests.conftest import tiny_recipe
+
+# The built-in attention names as error messages list them.
+BUILTIN_ATTENTION = ", ".join(
+    n for n, origin in registry.names("attention").items() if origin == registry.BUILTIN
+)
 
 GROUP = "seq2seq.attention"
 DIST = "seq2seq-scaled-attention"
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
 
 
 class ScaledAttention(nn.Module):
@@ -105,7 +112,7 @@ def test_plugin_appears_in_unknown_name_errors(plugin: Callable[..., str]) -> No
         get("attention", "scaledd")
     assert str(info.value) == (
         "unknown attention 'scaledd'. Did you mean 'scaled'?\n"
-        f"    available: bahdanau, dot, general (built-in); scaled ({ORIGIN})"
+        f"    available: {BUILTIN_ATTENTION} (built-in); scaled ({ORIGIN})"
     )
     assert module not in sys.modules
 
@@ -215,20 +222,20 @@ def test_plugin_module_using_register_decorator(plugin: Callable[..., str]) -> N
 def test_plugin_import_error_names_distribution_and_cause(plugin: Callable[..., str]) -> None:
     plugin(
         "s2s_location",
-        {"location": "LocationAttention"},
+        {"monotonic": "MonotonicAttention"},
         dist="seq2seq-location-attention",
         version="0.1.0",
         source="import scipy_is_not_installed_here\n",
     )
     with pytest.raises(PluginError) as info:
-        get("attention", "location")
+        get("attention", "monotonic")
     assert str(info.value) == (
-        "attention 'location' from seq2seq-location-attention 0.1.0\n"
-        "  (entry point seq2seq.attention: location = s2s_location:LocationAttention)\n"
+        "attention 'monotonic' from seq2seq-location-attention 0.1.0\n"
+        "  (entry point seq2seq.attention: monotonic = s2s_location:MonotonicAttention)\n"
         "  failed to load: ModuleNotFoundError: No module named 'scipy_is_not_installed_here'"
     )
     # Everything else keeps working.
-    assert names("attention")["location"] == "seq2seq-location-attention 0.1.0"
+    assert names("attention")["monotonic"] == "seq2seq-location-attention 0.1.0"
     assert get("attention", "bahdanau").origin == "built-in"
     assert check("attention", "dot", "model.attention") == []
     assert plugin_problems() == []
@@ -317,7 +324,7 @@ def test_no_plugins_env_hides_plugins(
 ) -> None:
     plugin("s2s_hidden", {"scaled": "ScaledAttention", "dot": "ScaledAttention"})
     monkeypatch.setenv("SEQ2SEQ_NO_PLUGINS", value)
-    assert names("attention") == {"bahdanau": "built-in", "dot": "built-in", "general": "built-in"}
+    assert names("attention") == dict.fromkeys(BUILTIN_ATTENTION.split(", "), "built-in")
     assert plugin_problems() == []
     with pytest.raises(PluginError) as info:
         get("attention", "scaled")

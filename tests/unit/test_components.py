@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from seq2seq import registry
-from seq2seq.modules.attention import BahdanauAttention
+from seq2seq.modules.attention.additive import BahdanauAttention
 from seq2seq.testing import M, check_attention, check_decoder, check_encoder
 
 
@@ -14,7 +14,10 @@ def _builtin(kind: str) -> list[str]:
     return [n for n, origin in registry.names(kind).items() if origin == registry.BUILTIN]
 
 
-@pytest.mark.parametrize("name", _builtin("attention"))
+ATTENTIONS = [n for n in _builtin("attention") if n != "none"]
+
+
+@pytest.mark.parametrize("name", ATTENTIONS)
 def test_attention_contract(name: str) -> None:
     """Every attention masks padding, normalises, and passes gradients."""
     size = M if name == "dot" else 10
@@ -34,24 +37,23 @@ def test_encoder_contract(name: str, bidirectional: bool, num_layers: int) -> No
 @pytest.mark.parametrize("name", _builtin("decoder"))
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 @pytest.mark.parametrize("input_feeding", [True, False])
-@pytest.mark.parametrize("attention", ["bahdanau", "general", None])
+@pytest.mark.parametrize("attention", ["bahdanau", "general", "location", None])
 def test_decoder_contract(name: str, cell: str, input_feeding: bool, attention: str | None) -> None:
     """Every decoder with each cell, with and without input feeding and attention."""
-    spec = {
-        "type": name,
-        "cell": cell,
-        "hidden_size": 10,
-        "input_feeding": input_feeding,
-        "num_layers": 2,
-        "dropout": 0.0,
-    }
+    spec: dict[str, object] = {"type": name, "cell": cell, "hidden_size": 10, "num_layers": 2,
+                               "dropout": 0.0}  # fmt: skip
+    if name == "luong":
+        spec["input_feeding"] = input_feeding
+    elif input_feeding:
+        pytest.skip("only the luong decoder has input feeding")
     check_decoder(spec, attention)
 
 
+@pytest.mark.parametrize("decoder", ["luong", "bahdanau"])
 @pytest.mark.parametrize("init", ["zeros", "bridge", "mean"])
-def test_decoder_inits(init: str) -> None:
+def test_decoder_inits(decoder: str, init: str) -> None:
     """Each way of starting the decoder from the encoder satisfies the contract."""
-    check_decoder({"type": "luong", "hidden_size": 10, "init": init, "dropout": 0.0})
+    check_decoder({"type": decoder, "hidden_size": 10, "init": init, "dropout": 0.0})
 
 
 def test_init_last_needs_matching_sizes() -> None:
@@ -80,3 +82,67 @@ def test_bahdanau_scores_follow_the_formula() -> None:
     assert torch.allclose(weights[0], expected0, atol=1e-6)
     assert torch.allclose(weights[1, :2], expected1, atol=1e-6)
     assert torch.all(weights[1, 2:] == 0)
+
+
+@pytest.mark.parametrize("name", [*ATTENTIONS, {"type": "bahdanau", "coverage": True},
+                                  {"type": "local", "mode": "m"}])  # fmt: skip
+def test_every_attention_in_a_luong_decoder(name: object) -> None:
+    """Each attention type works inside a decoder (stepwise and, where allowed, in parallel)."""
+    size = M if name == "dot" else 10
+    check_decoder({"type": "luong", "hidden_size": size, "dropout": 0.0,
+                   "input_feeding": False}, name)  # fmt: skip
+
+
+def test_none_attention_builds_an_attention_free_decoder() -> None:
+    """'none' is the same as attention: null."""
+    check_decoder({"type": "luong", "hidden_size": 10, "dropout": 0.0}, "none")
+
+
+def test_coverage_changes_scores_with_history() -> None:
+    """With coverage, attending twice to the same positions is discouraged or encouraged:
+    the weights depend on the coverage vector, and not without it."""
+    from seq2seq.modules.protocols import AlignmentHistory
+
+    torch.manual_seed(0)
+    plain = registry.build("attention", "bahdanau", where="a", query_size=4, key_size=6)
+    covered = registry.build(
+        "attention", {"type": "bahdanau", "coverage": True}, where="a", query_size=4, key_size=6
+    )
+    covered.load_state_dict(plain.state_dict(), strict=False)
+    torch.nn.init.constant_(covered.coverage_proj.weight, 1.0)
+    q, memory, mask = torch.randn(1, 4), torch.randn(1, 5, 6), torch.ones(1, 5, dtype=torch.bool)
+    zero = AlignmentHistory(torch.zeros(1, 5), torch.zeros(1, 5), 0)
+    some = AlignmentHistory(torch.zeros(1, 5), torch.tensor([[3.0, 0, 0, 0, 0]]), 1)
+    _, w_plain = plain(q, plain.prepare(memory), memory, mask)
+    _, w_zero = covered(q, covered.prepare(memory), memory, mask, zero)
+    _, w_some = covered(q, covered.prepare(memory), memory, mask, some)
+    assert torch.allclose(w_plain, w_zero, atol=1e-6)
+    assert not torch.allclose(w_zero, w_some)
+
+
+def test_local_m_window_follows_the_step() -> None:
+    """local-m puts all weight within `window` of position t."""
+    from seq2seq.modules.protocols import AlignmentHistory
+
+    att = registry.build("attention", {"type": "local", "mode": "m", "window": 1}, where="a",
+                         query_size=4, key_size=4)  # fmt: skip
+    memory, mask = torch.randn(1, 9, 4), torch.ones(1, 9, dtype=torch.bool)
+    history = AlignmentHistory(torch.zeros(1, 9), torch.zeros(1, 9), 5)
+    _, weights = att(torch.randn(1, 4), att.prepare(memory), memory, mask, history)
+    assert torch.all(weights[0, :4] == 0) and torch.all(weights[0, 7:] == 0)
+    assert weights[0, 4:7].sum().item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_location_attention_uses_previous_alignment() -> None:
+    """Location-aware weights change when only the previous alignment changes."""
+    from seq2seq.modules.protocols import AlignmentHistory
+
+    torch.manual_seed(0)
+    att = registry.build("attention", {"type": "location", "kernel_size": 3}, where="a",
+                         query_size=4, key_size=6)  # fmt: skip
+    q, memory, mask = torch.randn(1, 4), torch.randn(1, 5, 6), torch.ones(1, 5, dtype=torch.bool)
+    first = AlignmentHistory(torch.tensor([[1.0, 0, 0, 0, 0]]), torch.zeros(1, 5), 1)
+    second = AlignmentHistory(torch.tensor([[0, 0, 0, 0, 1.0]]), torch.zeros(1, 5), 1)
+    keys = att.prepare(memory)
+    assert not torch.allclose(att(q, keys, memory, mask, first)[1],
+                              att(q, keys, memory, mask, second)[1])  # fmt: skip

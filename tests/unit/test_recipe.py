@@ -396,7 +396,7 @@ def test_teacher_forcing_out_of_range(recipe_data: dict[str, Any], value: float)
     recipe_data["train"]["teacher_forcing"] = value
     with pytest.raises(RecipeError) as info:
         parse_recipe(recipe_data)
-    assert problems_of(info) == ["train.teacher_forcing: must be between 0 and 1"]
+    assert problems_of(info) == ["train.teacher_forcing: ratios must be between 0 and 1"]
 
 
 @pytest.mark.parametrize("value", [0, 0.5, 1])

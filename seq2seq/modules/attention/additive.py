@@ -1,0 +1,111 @@
+"""Additive attention: "bahdanau" (with optional coverage), "concat" and "location"."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from seq2seq.modules.attention import as_steps, attend, from_steps
+from seq2seq.modules.protocols import AlignmentHistory
+from seq2seq.registry import register
+
+
+class AdditiveAttention(nn.Module):
+    """score = vᵀ tanh(W q + U k + extra), where subclasses may add a history term."""
+
+    needs_history = False
+
+    def __init__(
+        self, query_size: int, key_size: int, hidden_size: int | None, query_bias: bool = True
+    ) -> None:
+        super().__init__()
+        hidden = hidden_size or key_size
+        self.key_proj = nn.Linear(key_size, hidden, bias=not query_bias)
+        self.query_proj = nn.Linear(query_size, hidden, bias=query_bias)
+        self.energy = nn.Linear(hidden, 1, bias=False)
+
+    def prepare(self, memory: Tensor) -> Tensor:
+        """(B, S, M) → projected keys (B, S, A), once per source batch."""
+        return self.key_proj(memory)
+
+    def history_term(self, history: AlignmentHistory) -> Tensor | None:
+        """(B, S, A) added inside the tanh, or None."""
+        return None
+
+    def forward(
+        self,
+        query: Tensor,
+        keys: Tensor,
+        memory: Tensor,
+        mask: Tensor,
+        history: AlignmentHistory | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Query (B[, T], H) → context (B[, T], M), weights (B[, T], S)."""
+        query, single = as_steps(query)
+        hidden = self.query_proj(query)[:, :, None, :] + keys[:, None, :, :]  # (B, T, S, A)
+        extra = self.history_term(history) if history is not None else None
+        if extra is not None:
+            hidden = hidden + extra[:, None, :, :]
+        scores = self.energy(torch.tanh(hidden)).squeeze(-1)  # (B, T, S)
+        return from_steps(*attend(scores, memory, mask), single)
+
+
+@register("attention", "bahdanau")
+class BahdanauAttention(AdditiveAttention):
+    """Additive attention (Bahdanau et al., 2015): score = vᵀ tanh(W q + U k).
+
+    With `coverage` (See et al., 2017) the running sum c of past weights enters the score:
+    vᵀ tanh(W q + U k + w c); train it with train.coverage_loss.
+    """
+
+    def __init__(
+        self, query_size: int, key_size: int, hidden_size: int | None = None, coverage: bool = False
+    ) -> None:
+        super().__init__(query_size, key_size, hidden_size)
+        self.coverage_proj = nn.Linear(1, self.energy.in_features, bias=False) if coverage else None
+        self.needs_history = coverage
+
+    def history_term(self, history: AlignmentHistory) -> Tensor | None:
+        """w · coverage, (B, S, A)."""
+        if self.coverage_proj is None:
+            return None
+        return self.coverage_proj(history.coverage.unsqueeze(-1))
+
+
+@register("attention", "concat")
+class ConcatAttention(AdditiveAttention):
+    """Luong et al. (2015) concat: score = vᵀ tanh(W [q; k] + b).
+
+    W [q; k] splits into W₁ q + W₂ k, so this is the additive form with the bias on the key side
+    (computed once per source) and its own hidden size.
+    """
+
+    def __init__(self, query_size: int, key_size: int, hidden_size: int | None = None) -> None:
+        super().__init__(query_size, key_size, hidden_size, query_bias=False)
+
+
+@register("attention", "location")
+class LocationAttention(AdditiveAttention):
+    """Location-aware attention (Chorowski et al., 2015): features F * α_{i-1} of the previous
+    alignment, from a 1-D convolution, enter the additive score: vᵀ tanh(W q + U k + V f)."""
+
+    needs_history = True
+
+    def __init__(
+        self,
+        query_size: int,
+        key_size: int,
+        hidden_size: int | None = None,
+        channels: int = 10,
+        kernel_size: int = 31,
+    ) -> None:
+        if kernel_size % 2 == 0 or kernel_size < 1:
+            raise ValueError(f"kernel_size must be odd and positive, got {kernel_size}")
+        super().__init__(query_size, key_size, hidden_size)
+        self.conv = nn.Conv1d(1, channels, kernel_size, padding=kernel_size // 2, bias=False)
+        self.location_proj = nn.Linear(channels, self.energy.in_features, bias=False)
+
+    def history_term(self, history: AlignmentHistory) -> Tensor | None:
+        """V (F * α_{i-1}), (B, S, A)."""
+        features = self.conv(history.previous.unsqueeze(1))  # (B, C, S)
+        return self.location_proj(features.transpose(1, 2))
