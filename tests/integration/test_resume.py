@@ -23,8 +23,10 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
 def test_resume_matches_uninterrupted_run(reversal_dir: Path, tmp_path: Path) -> None:
     """Model, optimizer, RNG and data position carry over: the parameters are bitwise equal."""
     settings = {"max_steps": 12, "max_epochs": 5, "validation": {"every": 5}}
-    model = {"embedding_dropout": 0.2, "decoder": {"type": "luong", "hidden_size": 32,
-                                                   "dropout": 0.3}}  # fmt: skip
+    model = {
+        "embedding_dropout": 0.2,
+        "decoder": {"type": "luong", "hidden_size": 32, "dropout": 0.3},
+    }
     full = tiny_recipe(reversal_dir, train=settings, model=model)
     train(parse_recipe(full), tmp_path / "full")
 

@@ -40,8 +40,13 @@ def test_encoder_contract(name: str, bidirectional: bool, num_layers: int) -> No
 @pytest.mark.parametrize("attention", ["bahdanau", "general", "location", None])
 def test_decoder_contract(name: str, cell: str, input_feeding: bool, attention: str | None) -> None:
     """Every decoder with each cell, with and without input feeding and attention."""
-    spec: dict[str, object] = {"type": name, "cell": cell, "hidden_size": 10, "num_layers": 2,
-                               "dropout": 0.0}  # fmt: skip
+    spec: dict[str, object] = {
+        "type": name,
+        "cell": cell,
+        "hidden_size": 10,
+        "num_layers": 2,
+        "dropout": 0.0,
+    }
     if name == "luong":
         spec["input_feeding"] = input_feeding
     elif input_feeding:
@@ -84,13 +89,15 @@ def test_bahdanau_scores_follow_the_formula() -> None:
     assert torch.all(weights[1, 2:] == 0)
 
 
-@pytest.mark.parametrize("name", [*ATTENTIONS, {"type": "bahdanau", "coverage": True},
-                                  {"type": "local", "mode": "m"}])  # fmt: skip
+@pytest.mark.parametrize(
+    "name", [*ATTENTIONS, {"type": "bahdanau", "coverage": True}, {"type": "local", "mode": "m"}]
+)
 def test_every_attention_in_a_luong_decoder(name: object) -> None:
     """Each attention type works inside a decoder (stepwise and, where allowed, in parallel)."""
     size = M if name == "dot" else 10
-    check_decoder({"type": "luong", "hidden_size": size, "dropout": 0.0,
-                   "input_feeding": False}, name)  # fmt: skip
+    check_decoder(
+        {"type": "luong", "hidden_size": size, "dropout": 0.0, "input_feeding": False}, name
+    )
 
 
 def test_none_attention_builds_an_attention_free_decoder() -> None:
@@ -124,8 +131,13 @@ def test_local_m_window_follows_the_step() -> None:
     """local-m puts all weight within `window` of position t."""
     from seq2seq.modules.protocols import AlignmentHistory
 
-    att = registry.build("attention", {"type": "local", "mode": "m", "window": 1}, where="a",
-                         query_size=4, key_size=4)  # fmt: skip
+    att = registry.build(
+        "attention",
+        {"type": "local", "mode": "m", "window": 1},
+        where="a",
+        query_size=4,
+        key_size=4,
+    )
     memory, mask = torch.randn(1, 9, 4), torch.ones(1, 9, dtype=torch.bool)
     history = AlignmentHistory(torch.zeros(1, 9), torch.zeros(1, 9), 5)
     _, weights = att(torch.randn(1, 4), att.prepare(memory), memory, mask, history)
@@ -138,11 +150,13 @@ def test_location_attention_uses_previous_alignment() -> None:
     from seq2seq.modules.protocols import AlignmentHistory
 
     torch.manual_seed(0)
-    att = registry.build("attention", {"type": "location", "kernel_size": 3}, where="a",
-                         query_size=4, key_size=6)  # fmt: skip
+    att = registry.build(
+        "attention", {"type": "location", "kernel_size": 3}, where="a", query_size=4, key_size=6
+    )
     q, memory, mask = torch.randn(1, 4), torch.randn(1, 5, 6), torch.ones(1, 5, dtype=torch.bool)
     first = AlignmentHistory(torch.tensor([[1.0, 0, 0, 0, 0]]), torch.zeros(1, 5), 1)
     second = AlignmentHistory(torch.tensor([[0, 0, 0, 0, 1.0]]), torch.zeros(1, 5), 1)
     keys = att.prepare(memory)
-    assert not torch.allclose(att(q, keys, memory, mask, first)[1],
-                              att(q, keys, memory, mask, second)[1])  # fmt: skip
+    assert not torch.allclose(
+        att(q, keys, memory, mask, first)[1], att(q, keys, memory, mask, second)[1]
+    )

@@ -123,3 +123,60 @@ def test_attention_free_model() -> None:
     loss = sequence_loss(model(src, lengths, tgt_in), tgt_out)[0]
     loss.backward()
     assert model.decoder.attention is None
+
+
+def test_copy_gives_a_distribution_that_can_copy() -> None:
+    """Pointer-generator scores are log-probabilities; a token seen only in the source gains
+    probability when the switch favours copying."""
+    model = build_model(_config(copy=True, share_embeddings=True), 30, 30).eval()
+    src, lengths, tgt_in, _ = _batch()
+    scores = model(src, lengths, tgt_in)
+    assert torch.allclose(scores.exp().sum(-1), torch.ones(2, 3), atol=1e-4)
+    log_probs, _ = model.step(tgt_in[:, 0], model.encode(src, lengths))
+    assert torch.allclose(log_probs.exp().sum(-1), torch.ones(2), atol=1e-4)
+    with torch.no_grad():
+        model.copy.switch.bias.fill_(-20.0)  # p_gen ≈ 0: pure copying
+    with torch.no_grad():
+        copied, _ = model.step(tgt_in[:, 0], model.encode(src, lengths))
+    assert float(copied[0, [5, 6, 7, 3]].exp().sum()) == pytest.approx(1.0, abs=1e-4)
+    assert float(copied[1, [8, 3]].exp().sum()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_copy_needs_attention() -> None:
+    """Copying points with the attention weights."""
+    with pytest.raises(RecipeError, match="model.copy"):
+        build_model(_config(copy=True, attention=None), 30, 30)
+
+
+def test_coverage_loss_counts_repeated_attention() -> None:
+    """Σ_s min(a_t, c_t) is zero at the first step and positive once attention repeats."""
+    model = build_model(_config(attention={"type": "bahdanau", "coverage": True}), 20, 30)
+    src, lengths, tgt_in, _ = _batch()
+    out = model.run(src, lengths, tgt_in, with_coverage=True)
+    assert out.coverage_loss.shape == (2, 3)
+    assert torch.all(out.coverage_loss[:, 0] == 0)
+    assert torch.all(out.coverage_loss[:, 1:] > 0)
+
+
+@pytest.mark.parametrize("decoder", ["luong", "bahdanau"])
+def test_step_matches_run(decoder: str) -> None:
+    """Decoding step by step scores the gold target as the teacher-forced pass does."""
+    spec = {"type": decoder, "hidden_size": 8, "dropout": 0.0}
+    model = build_model(_config(decoder=spec), 20, 30).eval()
+    src, lengths, tgt_in, _ = _batch()
+    logits = model(src, lengths, tgt_in)
+    state = model.encode(src, lengths)
+    for t in range(tgt_in.size(1)):
+        log_probs, state = model.step(tgt_in[:, t], state)
+        assert torch.allclose(log_probs, torch.log_softmax(logits[:, t], -1), atol=1e-5)
+
+
+def test_freeze_stops_training_of_named_parts() -> None:
+    """Frozen parts have no trainable parameters and get no gradient."""
+    model = build_model(_config(freeze=["src_embed", "encoder"]), 20, 30)
+    assert not any(p.requires_grad for p in model.encoder.parameters())
+    assert not model.src_embed.weight.requires_grad
+    assert model.tgt_embed.weight.requires_grad
+    src, lengths, tgt_in, tgt_out = _batch()
+    sequence_loss(model(src, lengths, tgt_in), tgt_out)[0].backward()
+    assert all(p.grad is None for p in model.encoder.parameters())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -478,3 +479,40 @@ def test_dump_is_a_loadable_recipe_file(tmp_path: Path, recipe_data: dict[str, A
 def test_dump_keeps_section_order(recipe_data: dict[str, Any]) -> None:
     dumped = yaml.safe_load(dump_recipe(parse_recipe(recipe_data)))
     assert list(dumped) == ["data", "name", "seed", "model", "train", "search", "metrics"]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "k", "expected"),
+    [
+        ("constant", 1.0, [0.9, 0.9, 0.9]),
+        ("linear", 0.01, [0.9, 0.8, 0.5]),  # max(end=0.5, 0.9 - 0.01 i) at i = 0, 10, 100
+        ("exponential", 0.99, [0.9, 0.9 * 0.99**10, 0.9 * 0.99**100]),
+        ("inverse_sigmoid", 10.0, [0.9 * 10 / 11, 0.9 * 10 / (10 + math.e), 0.5]),
+    ],
+)
+def test_teacher_forcing_schedules(schedule: str, k: float, expected: list[float]) -> None:
+    """Bengio et al. (2015) decays: the ratio at steps 0, 10 and 100, floored at `end`."""
+    from seq2seq.recipe import TeacherForcing
+
+    forcing = TeacherForcing(schedule=schedule, start=0.9, end=0.5, k=k)  # type: ignore[arg-type]
+    got = [forcing.ratio(step) for step in (0, 10, 100)]
+    assert got == pytest.approx([max(0.5, e) for e in expected])
+
+
+def test_teacher_forcing_schedule_from_yaml_and_bad_k(tmp_path: Path) -> None:
+    """A schedule mapping parses; an exponential base above 1 is refused."""
+    recipe = tiny_recipe(tmp_path)
+    recipe["train"]["teacher_forcing"] = {"schedule": "exponential", "k": 1.5}
+    with pytest.raises(RecipeError, match=r"train.teacher_forcing.k: for exponential k must be"):
+        parse_recipe(recipe)
+    recipe["train"]["teacher_forcing"] = {"schedule": "linear", "k": 0.001}
+    assert parse_recipe(recipe).train.teacher_forcing.schedule == "linear"
+
+
+def test_copy_needs_joint_vocab(tmp_path: Path) -> None:
+    """Copying maps source ids to target ids, so the vocabulary must be joint."""
+    recipe = tiny_recipe(tmp_path)
+    recipe["model"]["copy"] = True
+    recipe["data"]["joint_vocab"] = False
+    with pytest.raises(RecipeError, match="model.copy: copying needs data.joint_vocab"):
+        parse_recipe(recipe)
