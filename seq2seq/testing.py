@@ -45,7 +45,8 @@ def check_attention(spec: Any, query_size: int = H, key_size: int = M) -> None:
     if needs_history(attention):  # a previous alignment that is not uniform, and a position
         previous = torch.softmax(torch.randn(B, S), -1) * mask
         history = AlignmentHistory(previous, previous * 2.0, position=1)
-    context, weights = attention(query, keys, memory, mask, history)
+    extra = () if history is None else (history,)  # history-free attention takes 4 arguments
+    context, weights = attention(query, keys, memory, mask, *extra)
     assert context.shape == (B, key_size), f"context shape {tuple(context.shape)}"
     assert weights.shape == (B, S), f"weights shape {tuple(weights.shape)}"
     assert torch.all(weights[~mask] == 0), "padded positions must get exactly zero weight"

@@ -61,7 +61,7 @@ def evaluate_command(
     from seq2seq.errors import DataError
     from seq2seq.inference import translate_texts
     from seq2seq.metrics.score import score_all
-    from seq2seq.training.trainer import pick_device
+    from seq2seq.training.run import pick_device
 
     src = read_lines(Path(source), "--source")
     refs = read_lines(Path(reference), "--reference")

@@ -20,7 +20,7 @@ from seq2seq.recipe import load_recipe
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, or auto.")
 def train_command(args: tuple[str, ...], out: str | None, resume: str | None, device: str) -> None:
     """Train RECIPE into --out, with KEY=VALUE overrides (e.g. train.lr=0.0005)."""
-    from seq2seq.training.trainer import train
+    from seq2seq.training.run import train
 
     recipe_path, overrides = split_overrides(args)
     if resume is not None:

@@ -42,7 +42,7 @@ def translate_command(
     from seq2seq.bundle import load_run
     from seq2seq.data.dataset import decode_lines, iter_text_lines
     from seq2seq.inference import translate_stream
-    from seq2seq.training.trainer import pick_device
+    from seq2seq.training.run import pick_device
 
     loaded = load_run(run_dir, checkpoint, str(pick_device(device)))
     decoder = build_search(search_spec(loaded.recipe.search, search, max_length))

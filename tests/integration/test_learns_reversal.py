@@ -8,7 +8,7 @@ from seq2seq.bundle import load_run
 from seq2seq.inference import translate_texts
 from seq2seq.recipe import parse_recipe
 from seq2seq.registry import build
-from seq2seq.training.trainer import train
+from seq2seq.training.run import train
 from tests.conftest import reversal_pairs, tiny_recipe
 
 

@@ -10,7 +10,7 @@ import torch
 from seq2seq.errors import Seq2SeqError
 from seq2seq.recipe import parse_recipe
 from seq2seq.training.checkpoint import WEIGHTS, checkpoint_dir
-from seq2seq.training.trainer import train
+from seq2seq.training.run import train
 from tests.conftest import tiny_recipe
 
 

@@ -1,0 +1,172 @@
+"""train(recipe, out_dir): set up a run (or resume one) and drive the loop: epochs → batches →
+update, validating and checkpointing every N steps."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seq2seq.bundle import load_tokenizers, read_bundle_meta, write_bundle
+from seq2seq.data.batching import token_batches
+from seq2seq.errors import RecipeError, Seq2SeqError
+from seq2seq.model import count_parameters
+from seq2seq.recipe import Recipe, TrainConfig, apply_overrides, parse_recipe
+from seq2seq.training import checkpoint as ckpt
+from seq2seq.training.prepare import prepare
+from seq2seq.training.progress import Progress
+from seq2seq.training.trainer import Trainer
+
+log = logging.getLogger("seq2seq.train")
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """ "auto" → CUDA when available, else CPU; an unavailable device is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise Seq2SeqError(f"--device {name}: CUDA is not available here; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise Seq2SeqError(f"--device {name}: {exc}") from exc
+
+
+def check_out_dir(out_dir: Path, resume: bool) -> None:
+    """Refuse to overwrite another run, and to resume something that is not a run."""
+    if resume:
+        read_bundle_meta(out_dir)
+    elif (out_dir / "bundle.json").exists():
+        raise Seq2SeqError(
+            f"{out_dir} already holds a run; add --resume to continue it, or choose another --out"
+        )
+    elif out_dir.exists() and any(out_dir.iterdir()):
+        raise Seq2SeqError(f"--out {out_dir} exists and is not empty; choose another --out")
+
+
+def _log_metrics(out_dir: Path, record: dict[str, Any]) -> None:
+    with open(out_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python and torch (CPU and CUDA) generators."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train(
+    recipe: Recipe | None,
+    out_dir: str | Path,
+    *,
+    device: str = "auto",
+    resume: bool = False,
+    overrides: tuple[str, ...] = (),
+) -> Path:
+    """Train (or resume) a run in `out_dir`; return the run dir."""
+    out = Path(out_dir)
+    check_out_dir(out, resume)
+    tokenizers = None
+    if resume:
+        meta = read_bundle_meta(out)
+        data = meta["recipe"]
+        problems = apply_overrides(data, overrides)
+        if problems:
+            raise RecipeError("the overrides", problems)
+        recipe = parse_recipe(data, f"{out}/bundle.json (recipe)")
+        tokenizers = load_tokenizers(out, meta, recipe)
+    assert recipe is not None
+    if recipe.train.threads:
+        torch.set_num_threads(recipe.train.threads)
+    seed_everything(recipe.seed)
+    data = prepare(recipe, tokenizers)
+    trainer = Trainer(recipe, out, pick_device(device), data)
+    if resume:
+        directory = ckpt.checkpoint_dir(out, "latest")
+        if directory is not None:
+            trainer.restore(directory)
+            log.info("resuming from %s (step %d)", directory.name, trainer.state.step)
+    out.mkdir(parents=True, exist_ok=True)
+    write_bundle(out, recipe, data.tokenizers)
+    log.info(
+        "model: %s parameters; %d training pairs; device %s",
+        f"{count_parameters(trainer.model):,}",
+        len(data.train),
+        trainer.device,
+    )
+    run_loop(trainer)
+    return out
+
+
+def run_loop(trainer: Trainer) -> None:
+    """Epochs → batches → update; validate and checkpoint every N steps; stop on budget."""
+    cfg = trainer.recipe.train
+    state = trainer.state
+    every = cfg.validation.every
+    progress = Progress(trainer.total_steps(), state.step, cfg.log_every)
+    started = time.perf_counter()
+    try:
+        while state.epoch < cfg.max_epochs and not state.stopped_early:
+            batches = token_batches(
+                trainer.src_len, trainer.tgt_len, cfg.batch_tokens, trainer.recipe.seed, state.epoch
+            )
+            while state.batch_in_epoch < len(batches):
+                stats = trainer.train_step(batches[state.batch_in_epoch])
+                state.batch_in_epoch += 1
+                state.step += 1
+                lr = trainer.optimizer.param_groups[0]["lr"]
+                window = progress.update(state.step, stats.loss, stats.tokens, stats.grad_norm, lr)
+                if window is not None:
+                    _log_metrics(trainer.out_dir, {"step": state.step, "split": "train", **window})
+                if state.nonfinite_in_a_row >= cfg.max_nonfinite:
+                    trainer.save()
+                    raise Seq2SeqError(
+                        f"{state.nonfinite_in_a_row} non-finite losses or gradients in a row at "
+                        f"step {state.step}; lower train.lr or set train.clip_grad_norm "
+                        "(last good checkpoint saved)"
+                    )
+                if every > 0 and state.step % every == 0:
+                    checkpoint_and_validate(trainer, progress)
+                if state.stopped_early or out_of_budget(cfg, state.step, started):
+                    break
+            else:
+                state.epoch += 1
+                state.batch_in_epoch = 0
+                continue
+            break
+        if every <= 0 or state.step % every:
+            checkpoint_and_validate(trainer, progress)
+    finally:
+        progress.close()
+    minutes = (time.perf_counter() - started) / 60
+    progress.message(f"done: {state.step} steps in {minutes:.1f} min; run dir {trainer.out_dir}")
+
+
+def out_of_budget(cfg: TrainConfig, step: int, started: float) -> bool:
+    """True once max_steps or max_minutes is reached."""
+    if cfg.max_steps is not None and step >= cfg.max_steps:
+        return True
+    elapsed = (time.perf_counter() - started) / 60
+    return cfg.max_minutes is not None and elapsed >= cfg.max_minutes
+
+
+def checkpoint_and_validate(trainer: Trainer, progress: Progress) -> None:
+    """Validate (when there is validation data), log, and save a checkpoint."""
+    best = None
+    if trainer.data.valid is not None:
+        results = trainer.validate()
+        best = trainer.after_validation(results)
+        _log_metrics(trainer.out_dir, {"step": trainer.state.step, "split": "valid", **results})
+        shown = "  ".join(f"{k} {v:.3f}" for k, v in results.items())
+        mark = "  (best)" if best else ""
+        progress.message(f"validation at step {trainer.state.step}: {shown}{mark}")
+        if trainer.state.stopped_early:
+            progress.message(
+                f"early stopping: no improvement for {trainer.state.bad_validations} validations"
+            )
+    trainer.save(best)
