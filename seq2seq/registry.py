@@ -52,6 +52,8 @@ BUILTIN_MODULES = (
     "seq2seq.modules.attention.none",
     "seq2seq.modules.decoders",
     "seq2seq.search.greedy",
+    "seq2seq.search.beam",
+    "seq2seq.search.sample",
     "seq2seq.metrics.sacre",
     "seq2seq.metrics.rouge",
     "seq2seq.data.tokenizers",

@@ -1,0 +1,54 @@
+"""Rules applied to next-token log-probabilities before a search picks: banned specials,
+length limits, no repeated n-grams. Each takes and returns (N, V) log-probabilities."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def length_limits(lengths: Tensor, length: int, ratio: float | None, slack: int = 5) -> Tensor:
+    """Per-sentence limits (B,): `length`, or ratio × source length + slack when smaller."""
+    limits = torch.full_like(lengths, length)
+    if ratio is not None:
+        by_ratio = (lengths.float() * ratio).ceil().long() + slack
+        limits = torch.minimum(limits, by_ratio)
+    return limits
+
+
+def ban_specials(log_probs: Tensor, *ids: int) -> Tensor:
+    """<pad> and <s> are never outputs."""
+    log_probs[:, list(ids)] = float("-inf")
+    return log_probs
+
+
+def apply_length(
+    log_probs: Tensor, step: int, min_len: Tensor, max_len: Tensor, eos: int
+) -> Tensor:
+    """Block </s> before `min_len` tokens; allow only </s> once the output reaches `max_len`.
+
+    `step` is the number of tokens already produced; min_len and max_len are (N,).
+    """
+    early = step < min_len
+    if bool(early.any()):
+        log_probs[early, eos] = float("-inf")
+    late = step + 1 >= max_len
+    if bool(late.any()):
+        keep = log_probs[late, eos].clone()
+        log_probs[late] = float("-inf")
+        log_probs[late, eos] = keep
+    return log_probs
+
+
+def block_repeats(log_probs: Tensor, history: Tensor, n: int) -> Tensor:
+    """Forbid tokens that would repeat an n-gram already in each row's (N, t) history."""
+    t = history.size(1)
+    if n <= 0 or t < max(n, 1):  # no earlier n-gram to repeat yet
+        return log_probs
+    if n == 1:
+        return log_probs.scatter(1, history, float("-inf"))
+    grams = history.unfold(1, n, 1)  # (N, t - n + 1, n)
+    tail = history[:, t - n + 1 :]  # (N, n - 1): the prefix the next token would extend
+    matches = (grams[:, :, :-1] == tail[:, None, :]).all(-1)  # (N, t - n + 1)
+    banned = grams[:, :, -1].masked_fill(~matches, 0)  # id 0 (<pad>) is banned anyway
+    return log_probs.scatter(1, banned, float("-inf"))
