@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
@@ -38,29 +39,63 @@ def decode_ids(
     return results
 
 
-def translate_texts(
-    loaded: Loaded, search: Any, texts: Sequence[str], batch_size: int = 64
-) -> list[str]:
-    """Translate a list of texts; a blank text gives an empty translation."""
+@dataclass
+class Translation:
+    """One input line's result: its text and every hypothesis, with pieces for display."""
+
+    source: str
+    source_pieces: list[str]
+    hypotheses: list[Hypothesis]  # best first; empty for a blank input line
+    texts: list[str]  # detokenized hypotheses
+    pieces: list[list[str]]  # each hypothesis's target pieces (for attention displays)
+
+    @property
+    def text(self) -> str:
+        """The best translation ("" for a blank line)."""
+        return self.texts[0] if self.texts else ""
+
+
+def translate_batch(
+    loaded: Loaded,
+    search: Any,
+    texts: Sequence[str],
+    batch_size: int = 64,
+    keep_attention: bool = False,
+) -> list[Translation]:
+    """Translate a list of texts in input order; a blank text gives no hypotheses."""
     src_tok, tgt_tok = loaded.tokenizers["source"], loaded.tokenizers["target"]
     eos = loaded.model.specials.eos
     wanted = [i for i, text in enumerate(texts) if text.strip()]
     encoded = src_tok.encode([texts[i] for i in wanted])
-    hyps = decode_ids(loaded.model, search, [[*ids, eos] for ids in encoded], batch_size)
-    decoded = tgt_tok.decode([h[0].tokens for h in hyps])
-    out = [""] * len(texts)
-    for i, text in zip(wanted, decoded, strict=True):
-        out[i] = text
-    return out
+    sources = [[*ids, eos] for ids in encoded]
+    results = [Translation(text, [], [], [], []) for text in texts]
+    hyps = decode_ids(loaded.model, search, sources, batch_size, keep_attention)
+    for i, ids, options in zip(wanted, sources, hyps, strict=True):
+        decoded = tgt_tok.decode([h.tokens for h in options])
+        pieces = [tgt_tok.pieces(h.tokens) for h in options]
+        results[i] = Translation(texts[i], src_tok.pieces(ids), options, decoded, pieces)
+    return results
+
+
+def translate_texts(
+    loaded: Loaded, search: Any, texts: Sequence[str], batch_size: int = 64
+) -> list[str]:
+    """The best translation of each text; a blank text gives an empty translation."""
+    return [t.text for t in translate_batch(loaded, search, texts, batch_size)]
 
 
 def translate_stream(
-    loaded: Loaded, search: Any, lines: Iterable[str], batch_size: int = 64, chunk: int = 2000
-) -> Iterator[str]:
+    loaded: Loaded,
+    search: Any,
+    lines: Iterable[str],
+    batch_size: int = 64,
+    chunk: int = 2000,
+    keep_attention: bool = False,
+) -> Iterator[Translation]:
     """Translate lines lazily, `chunk` lines at a time, so memory stays bounded."""
     iterator = iter(lines)
     while True:
         block = list(islice(iterator, chunk))
         if not block:
             return
-        yield from translate_texts(loaded, search, block, batch_size)
+        yield from translate_batch(loaded, search, block, batch_size, keep_attention)

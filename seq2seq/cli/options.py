@@ -20,13 +20,14 @@ def split_overrides(args: tuple[str, ...]) -> tuple[str | None, tuple[str, ...]]
     return None, args
 
 
-def search_spec(base: Any, search: str | None, max_length: int | None) -> Any:
-    """The recipe's search spec with command-line changes applied."""
+def search_spec(base: Any, search: str | None, max_length: int | None, **options: Any) -> Any:
+    """The recipe's search spec with command-line changes applied (None options are unset)."""
     name, kwargs = registry.split_spec(base)
     if search is not None and search != name:
         name, kwargs = search, {}
     if max_length is not None:
         kwargs["max_length"] = max_length
+    kwargs.update({k: v for k, v in options.items() if v is not None})
     spec = {"type": name, **kwargs}
     problems = registry.check("search", spec, "--search")
     if problems:

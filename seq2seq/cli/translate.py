@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
+from typing import IO, Any
 
 import click
 
 from seq2seq.cli.options import build_search, output_file, search_spec
+
+
+def jsonl_record(index: int, translation: Any, with_attention: bool) -> str:
+    """One JSON line: the source, and each hypothesis with its scores (and attention)."""
+    hypotheses = []
+    for hyp, text, pieces in zip(
+        translation.hypotheses, translation.texts, translation.pieces, strict=True
+    ):
+        item: dict[str, Any] = {"text": text, "score": hyp.score, "log_prob": hyp.log_prob}
+        if with_attention and hyp.attention is not None:
+            item["target_pieces"] = [*pieces, "</s>"]
+            item["source_pieces"] = translation.source_pieces
+            item["attention"] = [[round(w, 5) for w in row] for row in hyp.attention.tolist()]
+        hypotheses.append(item)
+    return json.dumps(
+        {"index": index, "source": translation.source, "hypotheses": hypotheses}, ensure_ascii=False
+    )
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(1 for _ in handle)
 
 
 @click.command("translate")
@@ -21,7 +46,23 @@ from seq2seq.cli.options import build_search, output_file, search_spec
 )
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--max-length", type=click.IntRange(min=1), help="Longest output in pieces.")
-@click.option("--search", "search", help="Search name (default: the recipe's).")
+@click.option("--search", "search", help="greedy, beam, sample (default: the recipe's).")
+@click.option("--beam-size", type=click.IntRange(min=1), help="Beam width (with --search beam).")
+@click.option("--n-best", type=click.IntRange(min=1), help="Hypotheses per input (beam).")
+@click.option("--length-penalty", type=float, help="Length-penalty α (beam).")
+@click.option(
+    "--output-format",
+    type=click.Choice(["text", "jsonl"]),
+    default="text",
+    show_default=True,
+    help="jsonl: every hypothesis with its scores.",
+)
+@click.option(
+    "--attention",
+    "with_attention",
+    is_flag=True,
+    help="jsonl: add the attention weights per target piece.",
+)
 @click.option("--device", default="auto", show_default=True)
 @click.option(
     "--checkpoint", type=click.Choice(["best", "latest"]), default="best", show_default=True
@@ -33,28 +74,71 @@ def translate_command(
     batch_size: int,
     max_length: int | None,
     search: str | None,
+    beam_size: int | None,
+    n_best: int | None,
+    length_penalty: float | None,
+    output_format: str,
+    with_attention: bool,
     device: str,
     checkpoint: str,
 ) -> None:
     """Translate text with the model in RUN_DIR (the --out dir of `seq2seq train`)."""
-    from pathlib import Path
-
     from seq2seq.bundle import load_run
     from seq2seq.data.dataset import decode_lines, iter_text_lines
     from seq2seq.inference import translate_stream
     from seq2seq.training.run import pick_device
 
+    if with_attention and output_format != "jsonl":
+        raise click.UsageError("--attention needs --output-format jsonl")
     loaded = load_run(run_dir, checkpoint, str(pick_device(device)))
-    decoder = build_search(search_spec(loaded.recipe.search, search, max_length))
+    spec = search_spec(
+        loaded.recipe.search,
+        search,
+        max_length,
+        beam_size=beam_size,
+        n_best=n_best,
+        length_penalty=length_penalty,
+    )
+    decoder = build_search(spec)
+    total = None
     if input_path is None or input_path == "-":
         lines = decode_lines(sys.stdin.buffer, "stdin")
     else:
         lines = iter_text_lines(Path(input_path), "--input")
-    with output_file(output_path) as out:
-        for text in translate_stream(loaded, decoder, lines, batch_size):
-            out.write(text + "\n")
+        total = _count_lines(Path(input_path))
+    stream = translate_stream(loaded, decoder, lines, batch_size, keep_attention=with_attention)
+    with output_file(output_path) as out, _progress(total) as bar:
+        for index, translation in enumerate(stream):
+            line = (
+                translation.text
+                if output_format == "text"
+                else jsonl_record(index, translation, with_attention)
+            )
+            out.write(line + "\n")
             if out is sys.stdout:
                 out.flush()
+            bar.update(1)
+
+
+class _NoBar:
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, n: int) -> None:
+        """Nothing to show."""
+
+
+def _progress(total: int | None) -> Any:
+    """A progress bar on stderr when translating a file to a terminal, else nothing."""
+    if total is None or not sys.stderr.isatty():
+        return _NoBar()
+    from tqdm import tqdm
+
+    stream: IO[str] = sys.stderr
+    return tqdm(total=total, unit="line", file=stream, dynamic_ncols=True)
 
 
 COMMANDS = [translate_command]

@@ -74,7 +74,7 @@ class Trainer:
         )
         self.state = LoopState()
         select = train_cfg.validation.select
-        self.higher_is_better = LOSS_METRICS.get(select, True)
+        self.higher_is_better = metric_direction(recipe, select)
         self.src_len = [len(s) for s in data.train.source]
         self.tgt_len = [len(t) for t in data.train.target]
 
@@ -207,6 +207,14 @@ class Trainer:
         if stopping is not None and self.state.bad_validations >= stopping.patience:
             self.state.stopped_early = True
         return None
+
+
+def metric_direction(recipe: Recipe, name: str) -> bool:
+    """Whether a larger value of the selection metric is better (loss and ppl: no; TER: no)."""
+    if name in LOSS_METRICS:
+        return LOSS_METRICS[name]
+    spec = next(m for m in recipe.metrics if registry.split_spec(m)[0] == name)
+    return bool(registry.build("metric", spec, where="metrics").higher_is_better)
 
 
 def teacher_ratio(cfg: TrainConfig, step: int) -> float:

@@ -178,3 +178,54 @@ def test_console_script_runs_as_a_process(trained, tmp_path) -> None:
         text=True,
     )
     assert "Traceback" in debug.stderr
+
+
+def test_translate_beam_nbest_jsonl_with_attention(trained, tmp_path, capsys) -> None:
+    """jsonl gives each input's n-best list with scores and per-piece attention rows."""
+    import json
+
+    run_dir, _ = trained
+    source = tmp_path / "in.txt"
+    source.write_text("1 2 3\n\n4 5\n", encoding="utf-8")
+    code, out, err = run(
+        [
+            "translate",
+            str(run_dir),
+            "-i",
+            str(source),
+            "--search",
+            "beam",
+            "--beam-size",
+            "4",
+            "--n-best",
+            "3",
+            "--length-penalty",
+            "0.6",
+            "--output-format",
+            "jsonl",
+            "--attention",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["index"] for r in records] == [0, 1, 2]
+    assert records[1]["hypotheses"] == []
+    first = records[0]["hypotheses"]
+    assert len(first) == 3
+    assert [h["score"] for h in first] == sorted((h["score"] for h in first), reverse=True)
+    rows = first[0]["attention"]
+    assert len(rows) == len(first[0]["target_pieces"])
+    assert len(rows[0]) == len(records[0]["hypotheses"][0]["source_pieces"])
+    assert abs(sum(rows[0]) - 1.0) < 1e-3
+
+
+def test_translate_option_errors(trained, capsys) -> None:
+    """Options that do not fit the search say so."""
+    run_dir, _ = trained
+    code, _, err = run(["translate", str(run_dir), "--beam-size", "3"], capsys)
+    assert code == 1
+    assert "not an argument of search 'greedy'" in err
+    code, _, err = run(["translate", str(run_dir), "--attention"], capsys)
+    assert code == 2
+    assert "--attention needs --output-format jsonl" in err

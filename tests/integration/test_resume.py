@@ -53,3 +53,13 @@ def test_bad_data_leaves_no_run_dir(reversal_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(Seq2SeqError, match="missing.tgt not found"):
         train(parse_recipe(recipe), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_selection_direction_follows_the_metric(reversal_dir: Path) -> None:
+    """Best checkpoints maximise BLEU but minimise loss and TER."""
+    from seq2seq.training.trainer import metric_direction
+
+    recipe = parse_recipe({**tiny_recipe(reversal_dir), "metrics": ["bleu", "ter"]})
+    assert metric_direction(recipe, "bleu") is True
+    assert metric_direction(recipe, "ter") is False
+    assert metric_direction(recipe, "loss") is False
