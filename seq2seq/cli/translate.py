@@ -63,6 +63,14 @@ def _count_lines(path: Path) -> int:
     is_flag=True,
     help="jsonl: add the attention weights per target piece.",
 )
+@click.option(
+    "--ensemble",
+    "ensemble",
+    multiple=True,
+    type=click.Path(),
+    metavar="RUN_DIR",
+    help="Average with this run's model too (same tokenizer; repeatable).",
+)
 @click.option("--device", default="auto", show_default=True)
 @click.option(
     "--checkpoint", type=click.Choice(["best", "latest"]), default="best", show_default=True
@@ -79,6 +87,7 @@ def translate_command(
     length_penalty: float | None,
     output_format: str,
     with_attention: bool,
+    ensemble: tuple[str, ...],
     device: str,
     checkpoint: str,
 ) -> None:
@@ -91,6 +100,11 @@ def translate_command(
     if with_attention and output_format != "jsonl":
         raise click.UsageError("--attention needs --output-format jsonl")
     loaded = load_run(run_dir, checkpoint, str(pick_device(device)))
+    if ensemble:
+        from seq2seq.ensemble import combine
+
+        others = [load_run(other, checkpoint, str(pick_device(device))) for other in ensemble]
+        loaded = combine([loaded, *others])
     spec = search_spec(
         loaded.recipe.search,
         search,

@@ -229,3 +229,39 @@ def test_translate_option_errors(trained, capsys) -> None:
     code, _, err = run(["translate", str(run_dir), "--attention"], capsys)
     assert code == 2
     assert "--attention needs --output-format jsonl" in err
+
+
+def test_ensemble_of_a_run_with_itself_matches_the_run(trained, tmp_path, capsys) -> None:
+    """Averaging a model with itself changes nothing; different vocabularies are refused."""
+    run_dir, data = trained
+    source = tmp_path / "in.txt"
+    source.write_text("1 2 3\n4 5 6 7\n", encoding="utf-8")
+    code, together, err = run(
+        [
+            "translate",
+            str(run_dir),
+            "-i",
+            str(source),
+            "--ensemble",
+            str(run_dir),
+            "--search",
+            "beam",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    _, beam_alone, _ = run(
+        ["translate", str(run_dir), "-i", str(source), "--search", "beam"], capsys
+    )
+    assert together == beam_alone
+    other = tmp_path / "other"
+    recipe = tiny_recipe(data, train={"max_steps": 2, "validation": {"every": 2}})
+    recipe["data"]["tokenizer"] = "char"
+    path = tmp_path / "other.yaml"
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    assert run(["-q", "train", str(path), "--out", str(other)], capsys)[0] == 0
+    code, _, err = run(
+        ["translate", str(run_dir), "-i", str(source), "--ensemble", str(other)], capsys
+    )
+    assert code == 1
+    assert "vocabularies differ" in err
