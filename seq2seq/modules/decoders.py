@@ -3,6 +3,7 @@ previous state, context into the RNN input and the output layer)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Literal
 
 import torch
@@ -172,17 +173,14 @@ class LuongDecoder(RecurrentDecoder):
         features, context, weights = self._features(output.squeeze(1), state)
         coverage, position = advance_alignment(state, weights)
         feed = features if self.input_feeding else None
-        return features, DecoderState(
-            hidden,
-            state.memory,
-            state.mask,
-            state.keys,
-            feed,
-            weights,
-            context,
-            coverage,
-            position,
-            state.extra,
+        return features, replace(
+            state,
+            hidden=hidden,
+            feed=feed,
+            weights=weights,
+            context=context,
+            coverage=coverage,
+            position=position,
         )
 
     def forward_sequence(self, embedded: Tensor, state: DecoderState) -> SequenceOutput | None:
@@ -240,15 +238,11 @@ class BahdanauDecoder(RecurrentDecoder):
         output = output.squeeze(1)
         features = torch.tanh(self.output(torch.cat([output, *parts[1:], embedded], -1)))
         coverage, position = advance_alignment(state, weights)
-        return self.dropout(features), DecoderState(
-            hidden,
-            state.memory,
-            state.mask,
-            state.keys,
-            None,
-            weights,
-            context,
-            coverage,
-            position,
-            state.extra,
+        return self.dropout(features), replace(
+            state,
+            hidden=hidden,
+            weights=weights,
+            context=context,
+            coverage=coverage,
+            position=position,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -64,28 +65,29 @@ class RNNEncoder(nn.Module):
         return EncoderOutput(self.dropout(states), final, mask)
 
 
-@register("encoder", "gru")
-def gru_encoder(
-    input_size: int,
-    hidden_size: int = 256,
-    num_layers: int = 1,
-    bidirectional: bool = True,
-    dropout: float = 0.0,
-) -> RNNEncoder:
-    """GRU encoder; output size is hidden_size × 2 when bidirectional."""
-    return RNNEncoder("gru", input_size, hidden_size, num_layers, bidirectional, dropout)
+def _recurrent(cell: Literal["gru", "lstm"], summary: str) -> Callable[..., RNNEncoder]:
+    """A registered builder for `cell`; gru and lstm take the same arguments."""
+
+    def build(
+        input_size: int,
+        hidden_size: int = 256,
+        num_layers: int = 1,
+        bidirectional: bool = True,
+        dropout: float = 0.0,
+    ) -> RNNEncoder:
+        return RNNEncoder(cell, input_size, hidden_size, num_layers, bidirectional, dropout)
+
+    build.__doc__ = summary
+    build.__name__ = build.__qualname__ = f"{cell}_encoder"
+    return build
 
 
-@register("encoder", "lstm")
-def lstm_encoder(
-    input_size: int,
-    hidden_size: int = 256,
-    num_layers: int = 1,
-    bidirectional: bool = True,
-    dropout: float = 0.0,
-) -> RNNEncoder:
-    """LSTM encoder; the decoder is initialised from the final hidden (not cell) states."""
-    return RNNEncoder("lstm", input_size, hidden_size, num_layers, bidirectional, dropout)
+gru_encoder = register("encoder", "gru")(
+    _recurrent("gru", "GRU encoder; output size is hidden_size × 2 when bidirectional.")
+)
+lstm_encoder = register("encoder", "lstm")(
+    _recurrent("lstm", "LSTM encoder; the decoder starts from the final hidden (not cell) states.")
+)
 
 
 @register("encoder", "rnn")
