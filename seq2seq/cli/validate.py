@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from seq2seq.cli.options import split_overrides
@@ -31,6 +33,11 @@ def validate_command(args: tuple[str, ...], vocab_size: int | None) -> None:
     model = build_model(recipe.model, vocab_size, vocab_size)
     click.echo(str(model))
     click.echo(f"parameters: {count_parameters(model):,} (with a vocabulary of {vocab_size:,})")
+    for label, corpus in (("data.train", recipe.data.train), ("data.valid", recipe.data.valid)):
+        files = [] if corpus is None else [corpus.source, corpus.target]
+        for path in files:
+            if path is not None and not Path(path).is_file():
+                click.echo(f"note: {label}: {path} does not exist yet (needed to train)", err=True)
     click.echo(f"{recipe_path}: OK")
 
 
