@@ -91,15 +91,12 @@ class Seq2Seq(nn.Module):
         embedded = self.tgt_embed(prev)
         features, state = self.decoder.step(embedded, state)
 
-        def one(t: Tensor | None) -> Tensor | None:
-            return None if t is None else t.unsqueeze(1)
-
         scores = self._scores(
             features.unsqueeze(1),
             state,
             embedded.unsqueeze(1),
-            one(state.context),
-            one(state.weights),
+            _one(state.context),
+            _one(state.weights),
         ).squeeze(1)
         if self.copy is not None:
             return scores, state
@@ -152,8 +149,10 @@ class Seq2Seq(nn.Module):
             if t + 1 == tgt_in.size(1):
                 break
             current = embedded[:, t + 1]
-            if teacher_forcing < 1.0:
-                guess = self.generator(out).argmax(-1)
+            if teacher_forcing < 1.0:  # the model's own guess, copying included
+                guess = self._scores(
+                    out[:, None], state, current[:, None], _one(state.context), _one(state.weights)
+                ).argmax(-1)[:, 0]
                 own = torch.rand(guess.shape, device=guess.device) >= teacher_forcing
                 tokens = torch.where(own, guess, tgt_in[:, t + 1])
                 current = self.embed_dropout(self.tgt_embed(tokens))
@@ -168,6 +167,11 @@ class Seq2Seq(nn.Module):
     ) -> Tensor:
         """Scores (B, T, V) for the target: logits, or log-probabilities with copying."""
         return self.run(src, lengths, tgt_in, teacher_forcing).scores
+
+
+def _one(tensor: Tensor | None) -> Tensor | None:
+    """(B, ·) → (B, 1, ·): a single step shaped as a sequence."""
+    return None if tensor is None else tensor.unsqueeze(1)
 
 
 def _problem(path: str, message: str) -> RecipeError:

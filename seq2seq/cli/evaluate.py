@@ -18,6 +18,16 @@ def _metric_list(text: str | None, default: list[str]) -> list[str]:
     return names
 
 
+def _check_metrics(names: list) -> None:  # type: ignore[type-arg]
+    """Unknown metric names fail before any decoding."""
+    from seq2seq import registry
+    from seq2seq.errors import RecipeError
+
+    problems = [p for name in names for p in registry.check("metric", name, "--metric")]
+    if problems:
+        raise RecipeError("--metric", problems)
+
+
 def _print_scores(scores: list, count: int) -> None:  # type: ignore[type-arg]
     click.echo(f"segments: {count}")
     for score in scores:
@@ -69,6 +79,7 @@ def evaluate_command(
         raise DataError(f"--source has {len(src)} lines but --reference has {len(refs)}")
     loaded = load_run(run_dir, "best", str(pick_device(device)))
     names = _metric_list(metrics, list(loaded.recipe.metrics))  # type: ignore[arg-type]
+    _check_metrics(names)
     decoder = build_search(search_spec(loaded.recipe.search, search, max_length))
     hyps = translate_texts(loaded, decoder, src, batch_size)
     scores = score_all(names, hyps, refs)
@@ -93,9 +104,11 @@ def score_command(hyp: str, ref: str, metrics: str) -> None:
     from seq2seq.data.dataset import read_lines
     from seq2seq.metrics.score import score_all
 
+    names = _metric_list(metrics, [])
+    _check_metrics(names)
     hyps = read_lines(Path(hyp), "--hyp")
     refs = read_lines(Path(ref), "--ref")
-    scores = score_all(_metric_list(metrics, []), hyps, refs)
+    scores = score_all(names, hyps, refs)
     _print_scores(scores, len(hyps))
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from seq2seq import registry
-from seq2seq.errors import Problem, RecipeError
+from seq2seq.errors import Problem, RecipeError, Seq2SeqError
 
 
 def split_overrides(args: tuple[str, ...]) -> tuple[str | None, tuple[str, ...]]:
@@ -49,8 +49,15 @@ def output_file(path: str | None) -> Iterator[IO[str]]:
     target = Path(path)
     tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
     try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
+        try:
+            handle = open(tmp, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
+        except OSError as exc:
+            raise Seq2SeqError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        with handle:
             yield handle
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise Seq2SeqError(f"cannot write {target}: {exc.strerror or exc}") from exc
     finally:
         tmp.unlink(missing_ok=True)

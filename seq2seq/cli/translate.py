@@ -94,6 +94,7 @@ def translate_command(
     """Translate text with the model in RUN_DIR (the --out dir of `seq2seq train`)."""
     from seq2seq.bundle import load_run
     from seq2seq.data.dataset import decode_lines, iter_text_lines
+    from seq2seq.errors import DataError
     from seq2seq.inference import translate_stream
     from seq2seq.training.run import pick_device
 
@@ -118,8 +119,12 @@ def translate_command(
     if input_path is None or input_path == "-":
         lines = decode_lines(sys.stdin.buffer, "stdin")
     else:
-        lines = iter_text_lines(Path(input_path), "--input")
-        total = _count_lines(Path(input_path))
+        path = Path(input_path)
+        if not path.is_file():
+            raise DataError(f"--input: {path} is not a file" if path.exists()
+                            else f"--input: file {path} not found")  # fmt: skip
+        lines = iter_text_lines(path, "--input")
+        total = _count_lines(path)
     stream = translate_stream(loaded, decoder, lines, batch_size, keep_attention=with_attention)
     with output_file(output_path) as out, _progress(total) as bar:
         for index, translation in enumerate(stream):

@@ -12,7 +12,13 @@ from torch import Tensor
 from seq2seq.data.batching import Batch
 from seq2seq.model import Seq2Seq
 from seq2seq.registry import register
-from seq2seq.search.constraints import apply_length, ban_specials, block_repeats, length_limits
+from seq2seq.search.constraints import (
+    apply_length,
+    ban_specials,
+    block_repeats,
+    check_limits,
+    length_limits,
+)
 from seq2seq.search.hypotheses import (
     Hypothesis,
     LengthNorm,
@@ -52,8 +58,9 @@ class BeamSearch:
             raise ValueError(
                 f"need beam_size ≥ 1 and 1 ≤ n_best ≤ beam_size, got {beam_size}, {n_best}"
             )
-        if max_length < 1 or min_length < 0:
-            raise ValueError("max_length must be positive and min_length not negative")
+        check_limits(max_length, max_ratio, min_length)
+        if min_ratio is not None and min_ratio < 0:
+            raise ValueError(f"min_ratio must not be negative, got {min_ratio}")
         self.beam_size, self.n_best = beam_size, n_best
         self.alpha, self.norm, self.beta = length_penalty, length_norm, coverage_penalty
         self.min_length, self.min_ratio = min_length, min_ratio
@@ -77,7 +84,7 @@ class BeamSearch:
         state = state.select(torch.arange(B, device=device).repeat_interleave(K))
         sentence = torch.arange(B, device=device)  # original index of each active sentence
         max_len = length_limits(batch.src_lengths, self.max_length, self.max_ratio)
-        min_len = torch.minimum(self._min_lengths(batch.src_lengths), max_len - 1)
+        min_len = torch.minimum(self._min_lengths(batch.src_lengths), max_len)
         scores = torch.full((B, K), -math.inf, device=device)
         scores[:, 0] = 0.0  # one live beam per sentence at the start
         tokens = torch.zeros(B * K, 0, dtype=torch.long, device=device)
@@ -86,7 +93,7 @@ class BeamSearch:
         worst = torch.full((B,), -math.inf, device=device)
         finished = torch.zeros(B, dtype=torch.long, device=device)
         prev = torch.full((B * K,), sp.bos, dtype=torch.long, device=device)
-        for t in range(int(max_len.max())):
+        for t in range(int(max_len.max()) + 1):  # + 1: the closing </s>
             N = sentence.numel()
             log_probs, state = model.step(prev, state)
             log_probs = ban_specials(log_probs, sp.pad, sp.bos)
@@ -162,7 +169,7 @@ class BeamSearch:
             score = log_prob / float(length_penalty(t + 1, self.alpha, self.norm))
             if self.beta and coverage is not None:
                 score += float(coverage_penalty(coverage[row], mask[row], self.beta))
-            attn = None if attention is None else attention[row].cpu()
+            attn = None if attention is None else attention[row][:, mask[row]].cpu()
             index = int(sentence[n])
             nbest[index].add(Hypothesis(tokens[row].tolist(), score, attn, log_prob))
             worst[n] = nbest[index].worst
@@ -172,14 +179,14 @@ class BeamSearch:
         self, scores: Tensor, length: int, max_len: Tensor, worst: Tensor, finished: Tensor
     ) -> Tensor:
         """(N,) which sentences can stop after this step."""
-        out_of_room = length >= max_len
+        out_of_room = length > max_len  # `length` counts </s>; max_len does not
         dead = torch.isinf(scores[:, 0])
         if self.stop == "first_k":
             return out_of_room | dead | (finished >= self.beam_size)
         best = scores[:, 0]
         divisor = torch.maximum(
             torch.as_tensor(length_penalty(length, self.alpha, self.norm), dtype=best.dtype),
-            torch.as_tensor(length_penalty(max_len.to(best.dtype), self.alpha, self.norm)),
+            torch.as_tensor(length_penalty(max_len.to(best.dtype) + 1, self.alpha, self.norm)),
         )  # lp is monotonic in length: the largest in reach favours a negative sum the most
         bound = best / divisor
         return out_of_room | dead | (worst >= bound)

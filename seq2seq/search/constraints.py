@@ -7,8 +7,19 @@ import torch
 from torch import Tensor
 
 
+def check_limits(max_length: int, max_ratio: float | None, min_length: int = 0) -> None:
+    """Reject limits no output can meet (a ValueError becomes a recipe error with its path)."""
+    if max_length < 1:
+        raise ValueError(f"max_length must be at least 1, got {max_length}")
+    if max_ratio is not None and max_ratio <= 0:
+        raise ValueError(f"max_ratio must be positive (or null), got {max_ratio}")
+    if min_length < 0:
+        raise ValueError(f"min_length must not be negative, got {min_length}")
+
+
 def length_limits(lengths: Tensor, length: int, ratio: float | None, slack: int = 5) -> Tensor:
-    """Per-sentence limits (B,): `length`, or ratio × source length + slack when smaller."""
+    """Per-sentence limits (B,) on output pieces before </s>: `length`, or ratio × source
+    length + slack when smaller."""
     limits = torch.full_like(lengths, length)
     if ratio is not None:
         by_ratio = (lengths.float() * ratio).ceil().long() + slack
@@ -25,14 +36,14 @@ def ban_specials(log_probs: Tensor, *ids: int) -> Tensor:
 def apply_length(
     log_probs: Tensor, step: int, min_len: Tensor, max_len: Tensor, eos: int
 ) -> Tensor:
-    """Block </s> before `min_len` tokens; allow only </s> once the output reaches `max_len`.
+    """Block </s> before `min_len` pieces; allow only </s> once `max_len` pieces are out.
 
-    `step` is the number of tokens already produced; min_len and max_len are (N,).
+    `step` is the number of pieces already produced; min_len and max_len are (N,).
     """
     early = step < min_len
     if bool(early.any()):
         log_probs[early, eos] = float("-inf")
-    late = step + 1 >= max_len
+    late = step >= max_len
     if bool(late.any()):
         keep = log_probs[late, eos].clone()
         log_probs[late] = float("-inf")

@@ -8,7 +8,7 @@ from torch import Tensor
 from seq2seq.data.batching import Batch
 from seq2seq.model import Seq2Seq
 from seq2seq.registry import register
-from seq2seq.search.constraints import apply_length, ban_specials, length_limits
+from seq2seq.search.constraints import apply_length, ban_specials, check_limits, length_limits
 from seq2seq.search.hypotheses import Hypothesis
 
 
@@ -26,8 +26,7 @@ class GreedySearch:
         max_ratio: float | None = 3.0,
         min_length: int = 0,
     ) -> None:
-        if max_length <= 0:
-            raise ValueError(f"max_length must be positive, got {max_length}")
+        check_limits(max_length, max_ratio, min_length)
         self.max_length = max_length
         self.max_ratio = max_ratio
         self.min_length = min_length
@@ -41,12 +40,12 @@ class GreedySearch:
         state = model.encode(batch.src, batch.src_lengths)
         B = batch.src.size(0)
         max_len = length_limits(batch.src_lengths, self.max_length, self.max_ratio)
-        min_len = torch.minimum(torch.full_like(max_len, self.min_length), max_len - 1)
+        min_len = torch.minimum(torch.full_like(max_len, self.min_length), max_len)
         prev = torch.full((B,), sp.bos, dtype=torch.long, device=batch.src.device)
         done = torch.zeros(B, dtype=torch.bool, device=prev.device)
         scores = torch.zeros(B, device=prev.device)
         tokens, weights = [], []
-        for t in range(int(max_len.max())):
+        for t in range(int(max_len.max()) + 1):  # + 1: the closing </s>
             log_probs, state = model.step(prev, state)
             log_probs = apply_length(
                 ban_specials(log_probs, sp.pad, sp.bos), t, min_len, max_len, sp.eos
@@ -61,17 +60,18 @@ class GreedySearch:
             prev = choice
             if bool(done.all()):
                 break
-        return self._collect(torch.stack(tokens, 1), scores, weights, sp.eos)
+        return self._collect(torch.stack(tokens, 1), scores, weights, sp.eos, batch.src_lengths)
 
     @staticmethod
     def _collect(
-        tokens: Tensor, scores: Tensor, weights: list[Tensor], eos: int
+        tokens: Tensor, scores: Tensor, weights: list[Tensor], eos: int, src_lengths: Tensor
     ) -> list[list[Hypothesis]]:
         attention = torch.stack(weights, 1) if weights else None  # (B, T, S)
         results = []
         for row, seq in enumerate(tokens.tolist()):
             length = seq.index(eos) if eos in seq else len(seq)
-            attn = None if attention is None else attention[row, : length + 1].cpu()
+            width = int(src_lengths[row])  # this sentence's real source positions only
+            attn = None if attention is None else attention[row, : length + 1, :width].cpu()
             score = float(scores[row])
             results.append([Hypothesis(seq[:length], score, attn, score)])
         return results

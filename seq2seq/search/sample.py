@@ -11,7 +11,7 @@ from torch import Tensor
 from seq2seq.data.batching import Batch
 from seq2seq.model import Seq2Seq
 from seq2seq.registry import register
-from seq2seq.search.constraints import apply_length, ban_specials, length_limits
+from seq2seq.search.constraints import apply_length, ban_specials, check_limits, length_limits
 from seq2seq.search.hypotheses import Hypothesis
 
 
@@ -45,6 +45,7 @@ class SampleSearch:
     ) -> None:
         if temperature <= 0 or not 0 < top_p <= 1 or top_k < 0 or num_samples < 1:
             raise ValueError("need temperature > 0, 0 < top_p ≤ 1, top_k ≥ 0, num_samples ≥ 1")
+        check_limits(max_length, max_ratio)
         self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
         self.num_samples, self.seed = num_samples, seed
         self.max_length, self.max_ratio = max_length, max_ratio
@@ -57,7 +58,10 @@ class SampleSearch:
         sp, n = model.specials, self.num_samples
         B, device = batch.src.size(0), batch.src.device
         generator = torch.Generator(device=device)
-        generator.manual_seed(self.seed if self.seed is not None else int(torch.seed() % 2**63))
+        if self.seed is not None:
+            generator.manual_seed(self.seed)
+        else:  # fresh entropy, leaving the global generators (dropout, data order) untouched
+            generator.seed()
         rows = torch.arange(B, device=device).repeat_interleave(n)
         state = model.encode(batch.src, batch.src_lengths).select(rows)
         max_len = length_limits(batch.src_lengths, self.max_length, self.max_ratio)[rows]
@@ -66,7 +70,7 @@ class SampleSearch:
         done = torch.zeros(B * n, dtype=torch.bool, device=device)
         scores = torch.zeros(B * n, device=device)
         tokens = []
-        for t in range(int(max_len.max())):
+        for t in range(int(max_len.max()) + 1):  # + 1: the closing </s>
             log_probs, state = model.step(prev, state)
             log_probs = apply_length(
                 ban_specials(log_probs, sp.pad, sp.bos), t, min_len, max_len, sp.eos

@@ -91,7 +91,13 @@ def load_weights(model: nn.Module, path: Path) -> dict[str, str]:
         raise BundleError(f"weights file {path} is damaged or truncated: {exc}") from exc
     for name, source in json.loads(metadata.get("aliases", "{}")).items():
         tensors[name] = tensors[source]
-    result = model.load_state_dict(tensors, strict=False)
+    try:
+        result = model.load_state_dict(tensors, strict=False)
+    except RuntimeError as exc:  # tensor sizes differ from the model the recipe builds
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise BundleError(
+            f"weights file {path} does not fit the model built from the recipe: {first}"
+        ) from exc
     if result.missing_keys or result.unexpected_keys:
         raise BundleError(
             f"weights file {path} does not fit the model built from the recipe "

@@ -48,5 +48,5 @@ def decode_and_score(
 ) -> tuple[list[str], list[Score]]:
     """Decode sources, detokenize, and score against raw reference text."""
     hyps = decode_ids(model, search, source_ids, batch_size)
-    texts = tgt_tok.decode([h[0].tokens for h in hyps])
+    texts = tgt_tok.decode([h[0].tokens if h else [] for h in hyps])
     return texts, score_all(metrics, texts, references)

@@ -14,7 +14,7 @@ import torch
 
 from seq2seq.bundle import load_tokenizers, read_bundle_meta, write_bundle
 from seq2seq.data.batching import token_batches
-from seq2seq.errors import RecipeError, Seq2SeqError
+from seq2seq.errors import Problem, RecipeError, Seq2SeqError
 from seq2seq.model import count_parameters
 from seq2seq.recipe import Recipe, TrainConfig, apply_overrides, parse_recipe
 from seq2seq.training import checkpoint as ckpt
@@ -23,6 +23,13 @@ from seq2seq.training.progress import Progress
 from seq2seq.training.trainer import Trainer
 
 log = logging.getLogger("seq2seq.train")
+
+# What a run fixes for good: the network and the tokenizer its weights were trained with.
+FIXED_KEYS = ("model.", "data.tokenizer", "data.joint_vocab")
+FIXED_ON_RESUME = (
+    "fixed by the run being resumed (the weights and tokenizer depend on it); "
+    "start a new run to change it"
+)
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -72,10 +79,13 @@ def train(
     out = Path(out_dir)
     check_out_dir(out, resume)
     tokenizers = None
+    saved_lr = None
     if resume:
         meta = read_bundle_meta(out)
         data = meta["recipe"]
-        problems = apply_overrides(data, overrides)
+        saved_lr = float(data["train"]["lr"])
+        problems = [Problem(o, FIXED_ON_RESUME) for o in overrides if o.startswith(FIXED_KEYS)]
+        problems += apply_overrides(data, overrides)
         if problems:
             raise RecipeError("the overrides", problems)
         recipe = parse_recipe(data, f"{out}/bundle.json (recipe)")
@@ -91,6 +101,12 @@ def train(
         if directory is not None:
             trainer.restore(directory)
             log.info("resuming from %s (step %d)", directory.name, trainer.state.step)
+            if saved_lr is not None and recipe.train.lr != saved_lr:
+                trainer.rescale_lr(recipe.train.lr / saved_lr)
+            if trainer.state.stopped_early:  # resuming asks for more training: patience restarts
+                log.info("the run had stopped early; early stopping starts counting again")
+                trainer.state.stopped_early = False
+                trainer.state.bad_validations = 0
     out.mkdir(parents=True, exist_ok=True)
     write_bundle(out, recipe, data.tokenizers)
     log.info(

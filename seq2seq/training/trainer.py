@@ -115,6 +115,16 @@ class Trainer:
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise BundleError(f"cannot resume from {directory}: {exc}") from exc
 
+    def rescale_lr(self, factor: float) -> None:
+        """Scale the learning rate everywhere it is kept (train.lr changed on resume)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] *= factor
+            if "initial_lr" in group:
+                group["initial_lr"] *= factor
+        base = getattr(self.schedule.scheduler, "base_lrs", None)
+        if base is not None:
+            self.schedule.scheduler.base_lrs = [lr * factor for lr in base]
+
     def save(self, best: dict[str, Any] | None = None) -> None:
         """Checkpoint the current step."""
         ckpt.save_checkpoint(

@@ -265,3 +265,22 @@ def test_ensemble_of_a_run_with_itself_matches_the_run(trained, tmp_path, capsys
     )
     assert code == 1
     assert "vocabularies differ" in err
+
+
+def test_translate_file_errors_are_one_message(trained, tmp_path, capsys) -> None:
+    """A missing input file or an unwritable output: exit 1 and a message, not a bug report."""
+    run_dir, _ = trained
+    code, _, err = run(["translate", str(run_dir), "-i", str(tmp_path / "nope.en")], capsys)
+    assert code == 1
+    assert "--input: file" in err and "not found" in err
+    source = tmp_path / "in.txt"
+    source.write_text("1 2\n", encoding="utf-8")
+    target = tmp_path / "no-such-dir" / "out.txt"
+    code, _, err = run(["translate", str(run_dir), "-i", str(source), "-o", str(target)], capsys)
+    assert code == 1
+    assert "cannot write" in err and "internal error" not in err
+    code, _, err = run(
+        ["score", "--hyp", str(source), "--ref", str(source), "--metric", "bleu,rougeX"], capsys
+    )
+    assert code == 1
+    assert "unknown metric 'rougeX'" in err

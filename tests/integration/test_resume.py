@@ -63,3 +63,23 @@ def test_selection_direction_follows_the_metric(reversal_dir: Path) -> None:
     assert metric_direction(recipe, "bleu") is True
     assert metric_direction(recipe, "ter") is False
     assert metric_direction(recipe, "loss") is False
+
+
+def test_resume_refuses_model_changes_and_restarts_patience(reversal_dir, tmp_path) -> None:
+    """The network is fixed by the run; a run that stopped early trains again on resume."""
+    from seq2seq.errors import RecipeError
+    from seq2seq.training.checkpoint import load_trainer_state
+
+    recipe = tiny_recipe(reversal_dir, train={"max_steps": 4, "validation": {"every": 2}})
+    train(parse_recipe(recipe), tmp_path / "run")
+    with pytest.raises(RecipeError, match="model.embedding_dim=64: fixed by the run"):
+        train(None, tmp_path / "run", resume=True, overrides=("model.embedding_dim=64",))
+    # pretend the run had stopped early; resuming with more steps must train on
+    latest = checkpoint_dir(tmp_path / "run", "latest")
+    state = load_trainer_state(latest)
+    state["loop"]["stopped_early"] = True
+    torch.save(state, latest / "trainer.pt")
+    train(None, tmp_path / "run", resume=True, overrides=("train.max_steps=6", "train.lr=0.005"))
+    resumed = load_trainer_state(checkpoint_dir(tmp_path / "run", "latest"))
+    assert resumed["loop"]["step"] == 6
+    assert resumed["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.005)

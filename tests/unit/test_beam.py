@@ -45,11 +45,11 @@ def sources(count: int = 4) -> object:
 
 @torch.no_grad()
 def brute_force(model: Seq2Seq, src: list[int], max_length: int, alpha: float, norm: str):
-    """Every output of up to max_length tokens (</s> included), scored like beam search."""
+    """Every output of up to max_length pieces (then </s>), scored like beam search."""
     real = [t for t in range(1, V) if t not in (0, 2, 3)]
     best = (-math.inf, None)
     batch = make_batch([src], None, [0])
-    for n in range(max_length):
+    for n in range(max_length + 1):
         for seq in itertools.product(real, repeat=n):
             state = model.encode(batch.src, batch.src_lengths)
             total, prev = 0.0, 2
@@ -73,9 +73,9 @@ def test_wide_beam_finds_the_brute_force_optimum(seed: int, alpha: float, norm: 
     """With a beam wide enough to hold every hypothesis, beam search returns the best output."""
     model = tiny_model(seed)
     src = [4, 5, 6, 3]
-    score, seq = brute_force(model, src, max_length=4, alpha=alpha, norm=norm)
+    score, seq = brute_force(model, src, max_length=3, alpha=alpha, norm=norm)
     search = BeamSearch(
-        beam_size=40, max_length=4, max_ratio=None, length_penalty=alpha, length_norm=norm
+        beam_size=40, max_length=3, max_ratio=None, length_penalty=alpha, length_norm=norm
     )
     (hyps,) = search(model, make_batch([src], None, [0]))
     assert hyps[0].tokens == seq

@@ -59,14 +59,14 @@ def test_greedy_forces_end_at_length_limit() -> None:
     """A model that never says </s> stops at max_length."""
     model = Scripted([[0, 0, 0, 0, 5, 0]])
     hyps = GreedySearch(max_length=4, max_ratio=None)(model, _batch(1))
-    assert hyps[0][0].tokens == [4, 4, 4]
+    assert hyps[0][0].tokens == [4, 4, 4, 4]  # max_length pieces, then the forced </s>
 
 
 def test_greedy_ratio_limit_uses_source_length() -> None:
     """max_ratio caps the output at ratio × source length + 5."""
     model = Scripted([[0, 0, 0, 0, 5, 0]])
     hyps = GreedySearch(max_length=100, max_ratio=1.0)(model, _batch(1))
-    assert len(hyps[0][0].tokens) == 2 + 5 - 1
+    assert len(hyps[0][0].tokens) == 2 + 5
 
 
 def test_bleu_matches_sacrebleu_and_keeps_signature() -> None:
