@@ -32,6 +32,8 @@ def cli(debug: bool, quiet: bool, imports: tuple[str, ...]) -> None:
     logging.getLogger("absl").setLevel(logging.WARNING)  # rouge-score's chatter
     if imports:
         registry.import_modules(imports)
+    for problem in registry.plugin_problems():  # read from metadata: no plugin code runs
+        logging.getLogger("seq2seq").warning("plugin problem: %s", problem)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

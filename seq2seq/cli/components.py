@@ -43,8 +43,6 @@ def describe_entry(kind: str, name: str, origin: str, load: bool) -> tuple[str, 
 @click.option("--load", is_flag=True, help="Import plugins to show their arguments too.")
 def components_command(kind: str | None, load: bool) -> None:
     """List components (optionally of one KIND) with origin and arguments."""
-    for problem in registry.plugin_problems():
-        click.echo(f"warning: {problem}", err=True)
     for current in [kind] if kind else list(registry.KINDS):
         click.echo(f"{current}:")
         for name, origin in registry.names(current).items():

@@ -340,3 +340,17 @@ def test_no_plugins_env_false_values_keep_plugins(
     plugin("s2s_shown", {"scaled": "ScaledAttention"})
     monkeypatch.setenv("SEQ2SEQ_NO_PLUGINS", value)
     assert names("attention")["scaled"] == ORIGIN
+
+
+def test_cli_reports_clashes_and_keeps_working(
+    plugin: Callable[..., str], caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every command warns about a clash, naming the distribution, and still runs."""
+    from seq2seq.cli import main
+
+    plugin("s2s_dot_clash2", {"dot": "ScaledAttention"}, dist="fancy-dot", version="2.0")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["components", "attention"])
+    assert exit_info.value.code == 0
+    assert "attention 'dot' from fancy-dot 2.0 clashes with the built-in" in caplog.text
+    assert "dot" in capsys.readouterr().out
