@@ -8,6 +8,14 @@ from dataclasses import dataclass
 class Seq2SeqError(Exception):
     """Base of every error caused by user input (recipe, data, run dir, plugins)."""
 
+    exit_code = 1
+
+
+class InterruptedRun(Seq2SeqError):  # noqa: N818 - a stop, not an error
+    """Training stopped on SIGINT or SIGTERM after saving a checkpoint."""
+
+    exit_code = 130
+
 
 @dataclass(frozen=True)
 class Problem:

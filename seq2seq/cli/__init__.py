@@ -54,8 +54,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except Seq2SeqError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"error: {exc}", err=True)
-        code = 1
+        prefix = "stopped" if exc.exit_code == 130 else "error"
+        click.echo(f"{prefix}: {exc}", err=True)
+        code = exc.exit_code
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         code = 130

@@ -14,13 +14,14 @@ import torch
 
 from seq2seq.bundle import load_tokenizers, read_bundle_meta, write_bundle
 from seq2seq.data.batching import token_batches
-from seq2seq.errors import Problem, RecipeError, Seq2SeqError
+from seq2seq.errors import InterruptedRun, Problem, RecipeError, Seq2SeqError
 from seq2seq.model import count_parameters
 from seq2seq.recipe import Recipe, TrainConfig, apply_overrides, parse_recipe
 from seq2seq.training import checkpoint as ckpt
 from seq2seq.training.prepare import prepare
 from seq2seq.training.progress import Progress
-from seq2seq.training.trainer import Trainer
+from seq2seq.training.signals import GracefulStop
+from seq2seq.training.trainer import StepStats, Trainer
 
 log = logging.getLogger("seq2seq.train")
 
@@ -123,44 +124,64 @@ def run_loop(trainer: Trainer) -> None:
     """Epochs → batches → update; validate and checkpoint every N steps; stop on budget."""
     cfg = trainer.recipe.train
     state = trainer.state
-    every = cfg.validation.every
     progress = Progress(trainer.total_steps(), state.step, cfg.log_every)
     started = time.perf_counter()
-    try:
-        while state.epoch < cfg.max_epochs and not state.stopped_early:
-            batches = token_batches(
-                trainer.src_len, trainer.tgt_len, cfg.batch_tokens, trainer.recipe.seed, state.epoch
-            )
-            while state.batch_in_epoch < len(batches):
-                stats = trainer.train_step(batches[state.batch_in_epoch])
-                state.batch_in_epoch += 1
-                state.step += 1
-                lr = trainer.optimizer.param_groups[0]["lr"]
-                window = progress.update(state.step, stats.loss, stats.tokens, stats.grad_norm, lr)
-                if window is not None:
-                    _log_metrics(trainer.out_dir, {"step": state.step, "split": "train", **window})
-                if state.nonfinite_in_a_row >= cfg.max_nonfinite:
-                    trainer.save()
-                    raise Seq2SeqError(
-                        f"{state.nonfinite_in_a_row} non-finite losses or gradients in a row at "
-                        f"step {state.step}; lower train.lr or set train.clip_grad_norm "
-                        "(last good checkpoint saved)"
-                    )
-                if every > 0 and state.step % every == 0:
-                    checkpoint_and_validate(trainer, progress)
-                if state.stopped_early or out_of_budget(cfg, state.step, started):
-                    break
-            else:
-                state.epoch += 1
-                state.batch_in_epoch = 0
-                continue
-            break
-        if every <= 0 or state.step % every:
-            checkpoint_and_validate(trainer, progress)
-    finally:
-        progress.close()
+    with GracefulStop() as stop:
+        try:
+            _epochs(trainer, progress, stop, started)
+        finally:
+            progress.close()
     minutes = (time.perf_counter() - started) / 60
     progress.message(f"done: {state.step} steps in {minutes:.1f} min; run dir {trainer.out_dir}")
+
+
+def _epochs(trainer: Trainer, progress: Progress, stop: GracefulStop, started: float) -> None:
+    """Run epochs from the saved position until the epochs, the budget or patience run out."""
+    cfg, state = trainer.recipe.train, trainer.state
+    while state.epoch < cfg.max_epochs and not state.stopped_early:
+        batches = token_batches(
+            trainer.src_len, trainer.tgt_len, cfg.batch_tokens, trainer.recipe.seed, state.epoch
+        )
+        while state.batch_in_epoch < len(batches):
+            stats = trainer.train_step(batches[state.batch_in_epoch])
+            state.batch_in_epoch += 1
+            state.step += 1
+            if _after_step(trainer, progress, stop, stats, started):
+                break
+        else:
+            state.epoch += 1
+            state.batch_in_epoch = 0
+            continue
+        break
+    every = cfg.validation.every
+    if every <= 0 or state.step % every:
+        checkpoint_and_validate(trainer, progress)
+
+
+def _after_step(
+    trainer: Trainer, progress: Progress, stop: GracefulStop, stats: StepStats, started: float
+) -> bool:
+    """Log, handle faults and stop requests, validate when due; True when training should end."""
+    cfg, state = trainer.recipe.train, trainer.state
+    lr = trainer.optimizer.param_groups[0]["lr"]
+    window = progress.update(state.step, stats.loss, stats.tokens, stats.grad_norm, lr)
+    if window is not None:
+        _log_metrics(trainer.out_dir, {"step": state.step, "split": "train", **window})
+    if state.nonfinite_in_a_row >= cfg.max_nonfinite:
+        trainer.save()
+        raise Seq2SeqError(
+            f"{state.nonfinite_in_a_row} non-finite losses or gradients in a row at step "
+            f"{state.step}; lower train.lr or set train.clip_grad_norm (last good checkpoint saved)"
+        )
+    if stop.requested:
+        trainer.save()
+        raise InterruptedRun(
+            f"{stop.requested}: stopped at step {state.step}; checkpoint saved; "
+            f"continue with: seq2seq train --resume {trainer.out_dir}"
+        )
+    if cfg.validation.every > 0 and state.step % cfg.validation.every == 0:
+        checkpoint_and_validate(trainer, progress)
+    return state.stopped_early or out_of_budget(cfg, state.step, started)
 
 
 def out_of_budget(cfg: TrainConfig, step: int, started: float) -> bool:

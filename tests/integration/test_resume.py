@@ -83,3 +83,40 @@ def test_resume_refuses_model_changes_and_restarts_patience(reversal_dir, tmp_pa
     resumed = load_trainer_state(checkpoint_dir(tmp_path / "run", "latest"))
     assert resumed["loop"]["step"] == 6
     assert resumed["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.005)
+
+
+def test_sigint_saves_and_resume_continues(reversal_dir, tmp_path) -> None:
+    """SIGINT during training saves a checkpoint and exits cleanly (code 130, no traceback)."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    recipe = tiny_recipe(
+        reversal_dir,
+        train={"max_steps": 100000, "max_epochs": 1000, "validation": {"every": 0}, "log_every": 1},
+    )
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    run_dir = tmp_path / "run"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "seq2seq", "train", str(path), "--out", str(run_dir)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline and not (run_dir / "metrics.jsonl").exists():
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "stopped at step" in err and "Traceback" not in err
+    pointer = json.loads((run_dir / "checkpoints" / "latest.json").read_text())
+    assert pointer["step"] > 0
