@@ -284,3 +284,13 @@ def test_translate_file_errors_are_one_message(trained, tmp_path, capsys) -> Non
     )
     assert code == 1
     assert "unknown metric 'rougeX'" in err
+
+
+def test_validate_notes_missing_data_but_passes(tmp_path, capsys) -> None:
+    """A recipe whose data is not there yet validates, with a note naming the missing file."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe(tmp_path / "not-yet")), encoding="utf-8")
+    code, out, err = run(["validate", str(recipe)], capsys)
+    assert code == 0
+    assert "OK" in out
+    assert "note: data.train:" in err and "does not exist yet" in err
