@@ -1,0 +1,159 @@
+"""Training throughput of seq2seq on the matched setup: target and source tokens/s, time per epoch,
+peak RSS, in fp32 and under bf16 autocast.
+
+Usage: python bench/train_speed.py [--precision fp32|bf16|both] [--seconds 120] [--warmup 30]
+       [--threads 2] [--recipe recipes/bench-matched.yaml] [KEY=VALUE ...]
+Each precision runs in its own process (so each peak RSS is its own). Real updates (forward,
+backward, clipping, Adam) on the real corpus in the recipe's batch order; the rate is the median
+over windows of `--window` updates after `--warmup` updates, real (non-pad) tokens with </s>.
+Time per epoch = target tokens of one epoch ÷ that rate (extrapolated).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.measure import ROOT, fmt, machine, median_after, table, thread_env  # noqa: E402
+from seq2seq.data.batching import token_batches  # noqa: E402
+from seq2seq.recipe import load_recipe  # noqa: E402
+from seq2seq.training.prepare import prepare  # noqa: E402
+from seq2seq.training.run import seed_everything  # noqa: E402
+from seq2seq.training.trainer import Trainer  # noqa: E402
+
+RECIPE = ROOT / "recipes" / "bench-matched.yaml"
+
+
+def precision_context(precision: str) -> contextlib.AbstractContextManager[object]:
+    """bf16 autocast on the CPU, or nothing."""
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def measure(args: argparse.Namespace) -> dict[str, float | str | None]:
+    """Train for `args.seconds` after warm-up; windows of target/source tokens per second."""
+    torch.set_num_threads(args.threads)
+    recipe = load_recipe(Path(args.recipe), args.overrides)
+    seed_everything(recipe.seed)
+    data = prepare(recipe)
+    src_len = [len(s) for s in data.train.source]
+    tgt_len = [len(t) + 1 for t in data.train.target]  # + </s>, as the loss counts it
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(recipe, Path(tmp), torch.device("cpu"), data)
+        batches = token_batches(src_len, tgt_len, recipe.train.batch_tokens, recipe.seed, 0)
+        tgt_windows: list[tuple[int, float]] = []
+        src_windows: list[tuple[int, float]] = []
+        step, src, tgt, sentences = 0, 0, 0, 0
+        window_start = started = time.perf_counter()
+        with precision_context(args.precision):
+            while True:
+                indices = batches[step % len(batches)]
+                tgt += trainer.train_step(indices).tokens
+                src += sum(src_len[i] for i in indices)
+                sentences += len(indices)
+                step += 1
+                if step % args.window == 0:
+                    now = time.perf_counter()
+                    tgt_windows.append((step - args.window, tgt / (now - window_start)))
+                    src_windows.append((step - args.window, src / (now - window_start)))
+                    window_start, src, tgt = now, 0, 0
+                    if step >= args.warmup + args.window and now - started >= args.seconds:
+                        break
+    rate = median_after(tgt_windows, args.warmup - 1)
+    return {
+        "system": "seq2seq",
+        "precision": args.precision,
+        "tgt_tok_s": rate,
+        "src_tok_s": median_after(src_windows, args.warmup - 1),
+        "epoch_min": sum(tgt_len) / rate / 60 if rate else None,
+        "steps": step,
+        "tgt_per_batch": sum(tgt_len) / len(batches),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def run_child(args: argparse.Namespace, precision: str) -> dict[str, float | str | None]:
+    """Measure one precision in a fresh process and read its JSON line."""
+    command = [sys.executable, __file__, "--json", "--precision", precision]
+    for name in ("seconds", "warmup", "window", "threads", "recipe"):
+        command += [f"--{name}", str(getattr(args, name))]
+    out = subprocess.run(
+        command + list(args.overrides),
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **thread_env(args.threads)},
+    )
+    result: dict[str, float | str | None] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+ROW_HEADER = [
+    "system",
+    "precision",
+    "tgt tok/s",
+    "src tok/s",
+    "epoch (min, extrapolated)",
+    "peak RSS (MiB)",
+]
+
+
+def row(result: dict[str, float | str | None]) -> list[str]:
+    """A table row for one result."""
+
+    def num(key: str, digits: int = 0) -> str:
+        value = result.get(key)
+        return fmt(float(value), digits) if isinstance(value, int | float) else "–"
+
+    return [
+        str(result["system"]),
+        str(result.get("precision", "fp32")),
+        num("tgt_tok_s"),
+        num("src_tok_s"),
+        num("epoch_min", 1),
+        num("peak_rss_mib"),
+    ]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--precision", choices=["fp32", "bf16", "both"], default="both")
+    parser.add_argument("--seconds", type=float, default=120.0, help="measuring time after warm-up")
+    parser.add_argument("--warmup", type=int, default=30, help="updates not counted")
+    parser.add_argument("--window", type=int, default=10, help="updates per rate window")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--recipe", default=str(RECIPE))
+    parser.add_argument("--json", action="store_true", help="print one JSON line (for run_all)")
+    parser.add_argument("overrides", nargs="*", help="recipe KEY=VALUE overrides")
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    """Print the table (or one JSON line with --json)."""
+    args = parse_args()
+    if args.json:
+        print(json.dumps(measure(args)))
+        return
+    precisions = ["fp32", "bf16"] if args.precision == "both" else [args.precision]
+    results = [run_child(args, p) for p in precisions]
+    print(f"machine: {machine()}; {args.threads} threads")
+    print(table(ROW_HEADER, [row(r) for r in results]))
+    for r in results:
+        print(f"{r['precision']}: {r['steps']} updates, {r['tgt_per_batch']:.0f} target tokens/batch")
+
+
+if __name__ == "__main__":
+    main()
