@@ -9,7 +9,7 @@ import signal
 import statistics
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,17 +38,22 @@ def run_timed(
 ) -> Timed:
     """Run `command`; after `budget` seconds send SIGINT (then SIGKILL 120 s later).
 
+    Standard output goes to `stdout` when given, else with standard error to `log`.
+
     os.wait4 gives this child's own rusage, so peak RSS is not mixed up between runs.
     """
     full_env = {**os.environ, **(env or {})}
     with (
         open(stdin or os.devnull, "rb") as fin,
-        open(stdout or os.devnull, "wb") as fout,
         open(log or os.devnull, "ab") as flog,
+        open(stdout or os.devnull, "wb") as fout,
     ):
         start = time.perf_counter()
         child = subprocess.Popen(
-            list(command), stdin=fin, stdout=fout, stderr=flog, env=full_env, cwd=cwd
+            list(command),
+            stdin=fin,
+            stdout=fout if stdout is not None else flog,
+            stderr=flog, env=full_env, cwd=cwd
         )
         deadline = None if budget is None else start + budget
         while True:
@@ -134,3 +139,29 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def time_decoding(
+    decode: Callable[[Path, Path], Timed], source: Path, output: Path
+) -> dict[str, float | None]:
+    """Decode `source` with a whole command-line process, and once more its first line alone.
+
+    Start-up (imports, model load) = the one-line run's wall time; "excluding start-up" is the
+    full run's wall time minus that. The same definition for every system.
+    """
+    lines = read_text(source)
+    one = output.with_name(output.name + ".first-line-src")
+    one.write_text(lines[0] + "\n", encoding="utf-8")
+    startup = decode(one, output.with_name(output.name + ".first-line")).wall
+    full = decode(source, output)
+    if full.returncode:
+        raise RuntimeError(f"decoding into {output} failed (exit {full.returncode})")
+    n = len(lines)
+    work = full.wall - startup  # a noisy machine can make a tiny input's difference negative
+    return {
+        "wall": full.wall,
+        "startup": startup,
+        "sent_s": n / full.wall,
+        "sent_s_excl": n / work if work > 0 else None,
+        "peak_rss_mib": full.peak_rss_mib,
+    }

@@ -1,0 +1,118 @@
+"""The machine's matmul peak in fp32 and bf16, the matched model's training FLOPs per target
+token (counted analytically), and the achieved fraction of the peak.
+
+Usage: python bench/peak.py [--threads 2] [--size 2048] [--tok-s FP32_RATE [BF16_RATE]]
+       [--seconds 60] [--work ../peers-work]
+Without --tok-s the rates come from bench/train_speed.py (one child per precision).
+FLOPs count multiply-adds as 2; training = 3 × forward (backward ≈ 2 × forward); only real
+tokens count (padding is overhead, as in the usual "model FLOPs utilisation").
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import train_speed  # noqa: E402
+from bench.measure import fmt, machine, read_text, table  # noqa: E402
+from bench.peers import prepare_data  # noqa: E402
+
+
+def matmul_peak(size: int, dtype: torch.dtype, seconds: float = 3.0) -> float:
+    """Best FLOP/s of (size × size) @ (size × size) products over about `seconds`."""
+    a = torch.randn(size, size).to(dtype)
+    b = torch.randn(size, size).to(dtype)
+    start = time.perf_counter()
+    torch.mm(a, b)  # warm-up: allocations, kernel selection
+    first = time.perf_counter() - start
+    best, end = 2 * size**3 / first, time.perf_counter() + seconds
+    if first > seconds:  # a slow dtype (no hardware support): one product is the measurement
+        return best
+    while time.perf_counter() < end:
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = max(best, 2 * size**3 / (time.perf_counter() - start))
+    return best
+
+
+def mean_lengths(data: Path, max_length: int = 100) -> tuple[float, float]:
+    """Source tokens per target token, and the source length each target token attends over."""
+    src_total = tgt_total = attended = 0
+    for s, t in zip(read_text(data / "train.sp.en"), read_text(data / "train.sp.de"), strict=True):
+        ls, lt = len(s.split()) + 1, len(t.split()) + 1  # + </s>
+        if 1 < ls <= max_length + 1 and 1 < lt <= max_length + 1:
+            src_total, tgt_total, attended = src_total + ls, tgt_total + lt, attended + ls * lt
+    return src_total / tgt_total, attended / tgt_total
+
+
+def flops_per_target_token(src_per_tgt: float, attended: float, vocab: int = 8000) -> dict:
+    """Forward FLOPs of the matched model per target token, by part, and training's total."""
+    E, h, H, A, M = 256, 128, 256, 256, 256  # embeddings, encoder per direction, decoder, attn
+    gru = 2 * 3 * (E * h + h * h) * 2  # two directions
+    parts = {
+        "encoder (bi-GRU)": gru * src_per_tgt,
+        "attention keys": 2 * M * A * src_per_tgt,
+        "decoder GRU": 2 * 3 * (E * H + H * H),
+        "attention query + scores + context": 2 * H * A + attended * (2 * A + 2 * M),
+        "attentional layer": 2 * (M + H) * H,
+        "output projection": 2 * H * vocab,
+        "softmax + loss": 5 * vocab,
+    }
+    parts["forward total"] = sum(parts.values())
+    parts["training (3 × forward)"] = 3 * parts["forward total"]
+    return parts
+
+
+def main() -> None:
+    """Print the peaks, the FLOP count and the achieved fractions."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--size", type=int, default=2048)
+    parser.add_argument("--tok-s", type=float, nargs="+", help="fp32 [bf16] target tokens/s")
+    parser.add_argument("--seconds", type=float, default=60.0, help="train_speed measuring time")
+    parser.add_argument("--work", default=str(prepare_data.default_work()))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    peaks = {
+        "fp32": matmul_peak(args.size, torch.float32),
+        "bf16": matmul_peak(args.size, torch.bfloat16),
+    }
+    data = Path(args.work) / "data"
+    prepare_data.segment(prepare_data.train_model(data), data)
+    src_per_tgt, attended = mean_lengths(data)
+    parts = flops_per_target_token(src_per_tgt, attended)
+    per_token = parts["training (3 × forward)"]
+    if args.tok_s:
+        rates = dict(zip(("fp32", "bf16"), args.tok_s, strict=False))
+    else:
+        options = train_speed.parse_args(
+            ["--seconds", str(args.seconds), "--threads", str(args.threads)]
+        )
+        rates = {p: train_speed.run_child(options, p)["tgt_tok_s"] for p in ("fp32", "bf16")}
+    print(f"machine: {machine()}; {args.threads} threads; {args.size}² matmuls")
+    print(f"mean source tokens per target token {src_per_tgt:.3f}; "
+          f"source positions attended per target token {attended:.1f}")
+    print(table(["part", "MFLOP / target token"], [[k, fmt(v / 1e6, 2)] for k, v in parts.items()]))
+    print()
+    rows = []
+    for precision, peak in peaks.items():
+        rate = rates.get(precision)
+        achieved = None if rate is None else float(rate) * per_token
+        rows.append([
+            precision,
+            fmt(peak / 1e9, 1),
+            fmt(rate),
+            fmt(None if achieved is None else achieved / 1e9, 1),
+            "–" if achieved is None else f"{100 * achieved / peak:.0f}%",
+        ])
+    print(table(["dtype", "matmul peak GFLOP/s", "train tgt tok/s", "achieved GFLOP/s",
+                 "of peak"], rows))
+
+
+if __name__ == "__main__":
+    main()

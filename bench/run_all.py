@@ -1,0 +1,192 @@
+"""One command per table: seq2seq, JoeyNMT 2.3.0 and OpenNMT-py 3.5.1 measured one after the
+other in one run, printed as a markdown table with ratios (ours ÷ peer) and the machine.
+
+Usage: python bench/run_all.py --table train|decode|quality [--minutes M] [--work DIR]
+       [--threads 2] [--systems seq2seq,joeynmt,opennmt] [--test-lines N]
+  train    every system trains for M minutes (default 5); target/source tokens/s (median of
+           10-update windows after 30 warm-up updates), epoch time, peak RSS; ours in fp32 and bf16
+  quality  every system trains for M minutes (default 20) of wall clock, then decodes the test
+           set greedily and with beam 5 (batch 64): BLEU/chrF, and the decode table
+  decode   the decode table from the models the last `quality` run left in WORK (trains for M
+           minutes first when a system has none)
+Needs the peers installed: bash bench/peers/install.sh [WORK] (default WORK ../peers-work).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import quality, train_speed  # noqa: E402
+from bench.measure import ROOT, Timed, fmt, machine, ratio, read_text, score, table  # noqa: E402
+from bench.measure import time_decoding  # noqa: E402
+from bench.peers import joeynmt, opennmt, prepare_data  # noqa: E402
+
+PEERS = {"joeynmt": joeynmt, "opennmt": opennmt}
+WINDOW = 10
+
+
+def train_table(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
+    """Throughput rows, ours first."""
+    rows: list[dict[str, Any]] = []
+    if "seq2seq" in args.systems:
+        options = train_speed.parse_args(
+            ["--seconds", str(args.minutes * 60), "--threads", str(args.threads),
+             "--warmup", str(args.warmup)]
+        )
+        for precision in ("fp32", "bf16"):
+            rows.append(train_speed.run_child(options, precision))
+    for key in ("joeynmt", "opennmt"):
+        if key not in args.systems:
+            continue
+        peer = PEERS[key]
+        run = work / key / "speed"
+        if key == "opennmt":
+            timed, log = opennmt.train(work, run, args.minutes * 60, args.threads, WINDOW, 10**6)
+            speed = opennmt.throughput(log, args.warmup, WINDOW)
+        else:
+            timed, log = joeynmt.train(work, run, args.minutes * 60, args.threads, WINDOW)
+            speed = joeynmt.throughput(work, log, args.warmup, WINDOW)
+        _, tgt_tokens = prepare_data.target_tokens(work / "data")
+        rate = speed["tgt_tok_s"]
+        rows.append(
+            {
+                "system": f"{peer.NAME} {peer.VERSION}",
+                "precision": "fp32",
+                **speed,
+                "epoch_min": tgt_tokens / rate / 60 if rate else None,
+                "peak_rss_mib": timed.peak_rss_mib,
+            }
+        )
+    return rows
+
+
+def print_train(rows: list[dict[str, Any]]) -> None:
+    """The training table and the ratios of our best precision to each peer."""
+    print(table([*train_speed.ROW_HEADER, "updates"], [
+        [*train_speed.row(r), str(r.get("steps", "–"))] for r in rows
+    ]))
+    ours = [r for r in rows if r["system"] == "seq2seq"]
+    for peer in (r for r in rows if r["system"] != "seq2seq"):
+        for mine in ours:
+            print(
+                f"- ours {mine['precision']} ÷ {peer['system']}: tgt tok/s "
+                f"{ratio(mine['tgt_tok_s'], peer['tgt_tok_s'])}, peak RSS "
+                f"{ratio(mine['peak_rss_mib'], peer['peak_rss_mib'])}"
+            )
+
+
+def train_system(key: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Train one system for the wall-clock budget into WORK/<key>/quality."""
+    run = work / key / "quality"
+    budget = args.minutes * 60
+    if key == "seq2seq":
+        timed: Timed = quality.train_for(run, args.minutes, args.threads, [])
+        steps = quality.steps_done(run)
+    elif key == "opennmt":
+        timed, log = opennmt.train(work, run, budget, args.threads, 50, 100)
+        steps = opennmt.throughput(log, 0, 50)["steps"]
+    else:
+        timed, log = joeynmt.train(work, run, budget, args.threads, 50)
+        steps = joeynmt.throughput(work, log, 0, 50)["steps"]
+    return {"train_wall": timed.wall, "train_rss": timed.peak_rss_mib, "steps": steps}
+
+
+def decode_system(key: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Greedy and beam-5 decoding of the test set: timings and scores."""
+    run = work / key / "quality"
+    source, reference = quality.test_files(work / "test-slice", args.test_lines)
+    if key == "seq2seq":
+        return quality.evaluate(run, source, reference, args.threads)
+    peer = PEERS[key]
+    pieces = work / "test-slice" / "test.sp.en"
+    pieces.write_text(
+        "\n".join(read_text(work / "data" / "test.sp.en")[: len(read_text(source))]) + "\n",
+        encoding="utf-8",
+    )
+    model = work / "data" / "spm8k.model"
+    results = {}
+    for beam in (1, 5):
+        out = work / key / f"quality-test.beam{beam}.sp"
+
+        def decode(src: Path, dst: Path, beam: int = beam) -> Timed:
+            return peer.decode(work, run, src, dst, beam, 64, args.threads)
+
+        timing = time_decoding(decode, pieces, out)
+        hyps = prepare_data.decode_pieces(model, read_text(out))
+        results[f"beam{beam}"] = {**timing, **score(hyps, read_text(reference))}
+    return results
+
+
+def print_quality(results: dict[str, dict[str, Any]], decode_only: bool) -> None:
+    """Quality and decode tables with ratios to each peer."""
+    names = {"seq2seq": "seq2seq", "joeynmt": "JoeyNMT 2.3.0", "opennmt": "OpenNMT-py 3.5.1"}
+    ours = results.get("seq2seq")
+    if not decode_only:
+        rows = []
+        for key, r in results.items():
+            rows.append([names[key], str(r.get("steps", "–"))] + [
+                fmt(r[b][m], 2) for b in ("beam1", "beam5") for m in ("bleu", "chrf")
+            ])
+        print(table(["system", "updates", "BLEU greedy", "chrF greedy", "BLEU beam5",
+                     "chrF beam5"], rows))
+        print()
+    rows = []
+    for key, r in results.items():
+        for b, label in (("beam1", "greedy"), ("beam5", "beam 5")):
+            d = r[b]
+            cells = [names[key], label, fmt(d["sent_s"], 1), fmt(d["sent_s_excl"], 1),
+                     fmt(d["wall"], 1), fmt(d["peak_rss_mib"])]
+            if ours is not None and key != "seq2seq":
+                cells += [ratio(ours[b]["sent_s"], d["sent_s"]),
+                          ratio(ours[b]["sent_s_excl"], d["sent_s_excl"])]
+            else:
+                cells += ["", ""]
+            rows.append(cells)
+    print(table(["system", "search", "sent/s incl. start-up", "sent/s excl.", "wall s",
+                 "peak RSS MiB", "ours ÷ peer (incl.)", "ours ÷ peer (excl.)"], rows))
+
+
+def main() -> None:
+    """Run the systems one after the other and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--table", choices=["train", "decode", "quality"], required=True)
+    parser.add_argument("--minutes", type=float)
+    parser.add_argument("--work", default=str(prepare_data.default_work()))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--systems", default="seq2seq,joeynmt,opennmt")
+    parser.add_argument("--warmup", type=int, default=30, help="updates not counted (train)")
+    parser.add_argument("--test-lines", type=int, help="decode only the first N test sentences")
+    args = parser.parse_args()
+    args.systems = args.systems.split(",")
+    args.minutes = args.minutes or (5.0 if args.table == "train" else 20.0)
+    work = Path(args.work).resolve()
+    data = work / "data"
+    prepare_data.segment(prepare_data.train_model(data), data)
+    if any(k in args.systems for k in PEERS):
+        opennmt.build_vocab(work, args.threads)
+    header = f"machine: {machine()}; {args.threads} threads; budget {args.minutes:g} min"
+    if args.table == "train":
+        rows = train_table(args, work)
+        print(header)
+        print_train(rows)
+        (work / "results-train.json").write_text(json.dumps(rows, indent=1))
+        return
+    results: dict[str, dict[str, Any]] = {}
+    for key in args.systems:
+        trained = {}
+        has_model = (work / key / "quality").exists()
+        if args.table == "quality" or not has_model:
+            trained = train_system(key, args, work)
+        results[key] = {**trained, **decode_system(key, args, work)}
+    print(header + (f"; first {args.test_lines} test sentences" if args.test_lines else ""))
+    print_quality(results, args.table == "decode")
+    (work / f"results-{args.table}.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
