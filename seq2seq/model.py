@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from seq2seq.errors import Problem, RecipeError
 from seq2seq.modules.copy import PointerGenerator
+from seq2seq.modules.output import projected_cross_entropy, sequence_loss
 from seq2seq.modules.protocols import Decoder, DecoderState, Encoder
 from seq2seq.recipe import ModelConfig
 from seq2seq.registry import build
@@ -30,9 +31,10 @@ class Specials:
 class ModelOutput(NamedTuple):
     """What a teacher-forced pass returns."""
 
-    scores: Tensor  # (B, T, V) logits, or log-probabilities when the model copies
+    scores: Tensor | None  # (B, T, V) logits (log-probabilities when copying); None with `loss`
     weights: Tensor | None  # (B, T, S) attention weights
     coverage_loss: Tensor | None  # (B, T) Σ_s min(a_ts, coverage_ts), when asked for
+    loss: Tensor | None = None  # summed token cross-entropy, when targets were given
 
 
 class Seq2Seq(nn.Module):
@@ -109,11 +111,15 @@ class Seq2Seq(nn.Module):
         tgt_in: Tensor,
         teacher_forcing: float = 1.0,
         with_coverage: bool = False,
+        targets: Tensor | None = None,
+        label_smoothing: float = 0.0,
     ) -> ModelOutput:
         """Score every target position given (B, S) source and (B, T) shifted target.
 
         With teacher_forcing < 1 each row is fed the model's own previous guess with
-        probability 1 − teacher_forcing (scheduled sampling).
+        probability 1 − teacher_forcing (scheduled sampling). Given (B, T) `targets`, the
+        summed token loss comes back in `loss`; without copying it is computed together with
+        the output projection (modules/output.py) and `scores` is None.
         """
         state = self.encode(src, lengths)
         embedded = self.embed_dropout(self.tgt_embed(tgt_in))  # (B, T, E)
@@ -127,12 +133,21 @@ class Seq2Seq(nn.Module):
             features, context, weights, embedded = self._steps(
                 state, embedded, tgt_in, teacher_forcing
             )
-        scores = self._scores(features, state, embedded, context, weights)
         coverage_loss = None
         if with_coverage and weights is not None:
             coverage = weights.cumsum(dim=1) - weights  # Σ of the earlier steps' weights
             coverage_loss = torch.minimum(weights, coverage).sum(-1)
-        return ModelOutput(scores, weights, coverage_loss)
+        if targets is not None and self.copy is None:
+            pad = self.specials.pad
+            loss, _ = projected_cross_entropy(
+                features, self.generator, targets, pad, label_smoothing
+            )
+            return ModelOutput(None, weights, coverage_loss, loss)
+        scores = self._scores(features, state, embedded, context, weights)
+        loss = None
+        if targets is not None:
+            loss, _ = sequence_loss(scores, targets, self.specials.pad, label_smoothing)
+        return ModelOutput(scores, weights, coverage_loss, loss)
 
     def _steps(
         self, state: DecoderState, embedded: Tensor, tgt_in: Tensor, teacher_forcing: float
@@ -166,7 +181,9 @@ class Seq2Seq(nn.Module):
         self, src: Tensor, lengths: Tensor, tgt_in: Tensor, teacher_forcing: float = 1.0
     ) -> Tensor:
         """Scores (B, T, V) for the target: logits, or log-probabilities with copying."""
-        return self.run(src, lengths, tgt_in, teacher_forcing).scores
+        scores = self.run(src, lengths, tgt_in, teacher_forcing).scores
+        assert scores is not None  # no targets given: always projected
+        return scores
 
 
 def _one(tensor: Tensor | None) -> Tensor | None:

@@ -19,7 +19,6 @@ from seq2seq.model import Seq2Seq, build_model
 from seq2seq.recipe import LOSS_METRICS, Recipe, TrainConfig
 from seq2seq.training import checkpoint as ckpt
 from seq2seq.training.evaluate import decode_and_score, validation_loss
-from seq2seq.training.loss import sequence_loss
 from seq2seq.training.prepare import Prepared
 
 log = logging.getLogger("seq2seq.train")
@@ -152,10 +151,11 @@ class Trainer:
             batch.tgt_in,
             teacher_ratio(cfg, self.state.step),
             use_coverage,
+            targets=batch.tgt_out,
+            label_smoothing=cfg.label_smoothing,
         )
-        total, count = sequence_loss(
-            output.scores, batch.tgt_out, label_smoothing=cfg.label_smoothing
-        )
+        assert output.loss is not None
+        total, count = output.loss, (batch.tgt_out != self.model.specials.pad).sum()
         if use_coverage and output.coverage_loss is not None:
             assert coverage is not None
             real = (batch.tgt_out != self.model.specials.pad).to(output.coverage_loss.dtype)

@@ -1,0 +1,112 @@
+"""A/B of training-speed levers in one process: the same model, batches and optimizer, variants
+interleaved round by round so machine noise hits them alike; the median over rounds is printed.
+
+Usage: python bench/levers.py [--rounds 5] [--updates 4] [--threads 1] [--levers fused,bf16,...]
+Batches have the corpus's real lengths (bench/peers' segmented data, made if missing: token
+budget 2,000 from length-sorted buckets) and random ids: speed does not depend on the ids.
+  reference  Seq2Seq.forward → logits → cross-entropy (the path before the fused loss)
+  fused      Seq2Seq.run(targets=…): projection and loss in chunks (modules/output.py)
+  bf16       fused, under CPU bf16 autocast
+  compile    fused, with torch.compile(model.run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.measure import ROOT, machine, read_text, table  # noqa: E402
+from bench.peers import prepare_data  # noqa: E402
+from seq2seq.data.batching import make_batch, token_batches  # noqa: E402
+from seq2seq.model import Seq2Seq, build_model  # noqa: E402
+from seq2seq.recipe import load_recipe  # noqa: E402
+from seq2seq.training.loss import sequence_loss  # noqa: E402
+
+V = 8000
+
+
+def real_batches(count: int) -> list:
+    """`count` batches with the lengths of the corpus's first training batches."""
+    data = prepare_data.default_work() / "data"
+    prepare_data.segment(prepare_data.train_model(data), data)
+    src = [len(line.split()) for line in read_text(data / "train.sp.en")]
+    tgt = [len(line.split()) for line in read_text(data / "train.sp.de")]
+    keep = [i for i in range(len(src)) if 0 < src[i] < 100 and 0 < tgt[i] < 100]
+    gen = torch.Generator().manual_seed(0)
+    source = [torch.randint(4, V, (src[i] + 1,), generator=gen).tolist() for i in keep]
+    target = [torch.randint(4, V, (tgt[i],), generator=gen).tolist() for i in keep]
+    lengths = [len(s) for s in source], [len(t) + 1 for t in target]
+    order = token_batches(*lengths, 2000, seed=1, epoch=0)[:count]
+    return [make_batch(source, target, indices) for indices in order]
+
+
+def update_fn(model: Seq2Seq, lever: str) -> Callable[[object], int]:
+    """One training update (forward, backward, clipping, Adam) for a lever; returns tokens."""
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+    run = torch.compile(model.run) if lever == "compile" else model.run
+    autocast = lever == "bf16"
+
+    def update(batch: object) -> int:
+        b = batch  # a Batch
+        context = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+        with context:
+            if lever == "reference":
+                total, _ = sequence_loss(model(b.src, b.src_lengths, b.tgt_in), b.tgt_out)
+            else:
+                total = run(b.src, b.src_lengths, b.tgt_in, targets=b.tgt_out).loss
+        count = int((b.tgt_out != 0).sum())
+        (total / count).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return count
+
+    return update
+
+
+def main() -> None:
+    """Interleave the levers round by round; print median target tokens/s and the ratio."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--updates", type=int, default=4, help="updates per lever per round")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--levers", default="reference,fused,bf16")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    recipe = load_recipe(ROOT / "recipes" / "bench-matched.yaml")
+    batches = real_batches(args.updates)
+    levers = args.levers.split(",")
+    updates = {}
+    for lever in levers:
+        torch.manual_seed(0)
+        updates[lever] = update_fn(build_model(recipe.model, V, V), lever)
+        for batch in batches[:2]:  # warm-up (and compilation)
+            updates[lever](batch)
+    rates: dict[str, list[float]] = {lever: [] for lever in levers}
+    for _ in range(args.rounds):
+        for lever in levers:
+            start, tokens = time.perf_counter(), 0
+            for batch in batches:
+                tokens += updates[lever](batch)
+            rates[lever].append(tokens / (time.perf_counter() - start))
+    base = statistics.median(rates[levers[0]])
+    rows = []
+    for lever in levers:
+        median = statistics.median(rates[lever])
+        spread = f"{min(rates[lever]):,.0f}–{max(rates[lever]):,.0f}"
+        rows.append([lever, f"{median:,.0f}", spread, f"{median / base:.2f}×"])
+    print(f"machine: {machine()}; {args.threads} threads; {args.rounds} rounds × "
+          f"{args.updates} updates; medians (a busy machine: compare ratios, not absolutes)")
+    print(table(["lever", "tgt tok/s (median)", "range", f"÷ {levers[0]}"], rows))
+
+
+if __name__ == "__main__":
+    main()

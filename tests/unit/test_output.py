@@ -1,0 +1,103 @@
+"""The fused output projection + loss gives the reference loss and gradients, and the model and
+trainer use it without changing what training computes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from seq2seq.model import build_model
+from seq2seq.modules.output import projected_cross_entropy, sequence_loss
+from seq2seq.recipe import ModelConfig
+
+
+def _grads(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    out = [t.grad.clone() for t in tensors if t.grad is not None]
+    for t in tensors:
+        t.grad = None
+    return out
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("chunk", [3, 512])
+def test_fused_equals_reference_in_value_and_gradients(smoothing: float, chunk: int) -> None:
+    """Chunked or not, with padding and label smoothing: same loss, count and gradients."""
+    features = torch.randn(3, 5, 4, requires_grad=True)
+    generator = nn.Linear(4, 11)
+    targets = torch.randint(1, 11, (3, 5))
+    targets[1, 3:] = 0  # padding
+    targets[2, 1:] = 0
+    reference, count = sequence_loss(generator(features), targets, 0, smoothing)
+    (reference * 0.5).backward()  # the gradient scale from above must be applied
+    expected = _grads(features, generator.weight, generator.bias)
+    fused, fused_count = projected_cross_entropy(features, generator, targets, 0, smoothing, chunk)
+    (fused * 0.5).backward()
+    got = _grads(features, generator.weight, generator.bias)
+    assert int(count) == int(fused_count) == 9
+    assert torch.allclose(fused, reference, atol=1e-5)
+    assert len(got) == len(expected) == 3
+    for g, e in zip(got, expected, strict=True):
+        assert torch.allclose(g, e, atol=1e-6)
+
+
+def test_fused_without_gradients_and_without_bias() -> None:
+    """Under no_grad, and for a bias-free (tied) projection, the value is the reference's."""
+    features = torch.randn(2, 4, 6)
+    generator = nn.Linear(6, 9, bias=False)
+    targets = torch.randint(1, 9, (2, 4))
+    reference, _ = sequence_loss(generator(features), targets)
+    with torch.no_grad():
+        fused, _ = projected_cross_entropy(features, generator, targets)
+    assert torch.allclose(fused, reference, atol=1e-5)
+    features.requires_grad_(True)
+    fused, _ = projected_cross_entropy(features, generator, targets, chunk=3)
+    fused.backward()
+    sequence_loss(generator(features.detach().requires_grad_(True)), targets)[0].backward()
+    assert features.grad is not None and generator.weight.grad is not None
+
+
+def test_fused_under_bf16_autocast_stays_close() -> None:
+    """bf16 features are scored in float32: the loss is close to the float32 one."""
+    features = torch.randn(2, 3, 8, requires_grad=True)
+    generator = nn.Linear(8, 16)
+    targets = torch.randint(1, 16, (2, 3))
+    reference, _ = sequence_loss(generator(features), targets)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fused, _ = projected_cross_entropy(features.bfloat16(), generator, targets)
+    assert fused.dtype == torch.float32
+    assert torch.allclose(fused, reference, rtol=2e-2)
+
+
+def _config(copy: bool) -> ModelConfig:
+    return ModelConfig(
+        embedding_dim=8,
+        embedding_dropout=0.0,
+        encoder={"type": "gru", "hidden_size": 4},
+        attention="bahdanau",
+        decoder={"type": "luong", "hidden_size": 8, "dropout": 0.0, "input_feeding": False},
+        copy=copy,
+    )
+
+
+@pytest.mark.parametrize("copy", [False, True])
+def test_model_loss_equals_loss_of_its_scores(copy: bool) -> None:
+    """run(targets=…) gives sequence_loss(forward(…)) and the same parameter gradients."""
+    model = build_model(_config(copy), 20, 20)
+    src = torch.tensor([[5, 6, 7, 3], [8, 3, 0, 0]])
+    lengths = torch.tensor([4, 2])
+    tgt_in = torch.tensor([[2, 9, 10], [2, 11, 0]])
+    tgt_out = torch.tensor([[9, 10, 3], [11, 3, 0]])
+    reference, _ = sequence_loss(model(src, lengths, tgt_in), tgt_out, label_smoothing=0.1)
+    reference.backward()
+    expected = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    output = model.run(src, lengths, tgt_in, targets=tgt_out, label_smoothing=0.1)
+    assert output.loss is not None
+    assert (output.scores is None) is not copy  # projected with the loss unless copying
+    output.loss.backward()
+    assert torch.allclose(output.loss, reference, atol=1e-5)
+    got = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert got.keys() == expected.keys()
+    for name, grad in got.items():
+        assert torch.allclose(grad, expected[name], atol=1e-5), name
