@@ -25,6 +25,10 @@ class EnsembleState:
         """Rows `index` of every member's state."""
         return EnsembleState([state.select(index) for state in self.members])
 
+    def reorder_beams(self, index: Tensor) -> EnsembleState:
+        """Every member's DecoderState.reorder_beams."""
+        return EnsembleState([state.reorder_beams(index) for state in self.members])
+
     @property
     def mask(self) -> Tensor:
         """(B, S) source mask (the same for every member)."""

@@ -96,6 +96,21 @@ class DecoderState:
 
     def select(self, index: Tensor) -> DecoderState:
         """Rows `index` (B',) of every tensor: expands for beams, reorders, drops finished."""
+        moved = self.reorder_beams(index)
+        return replace(
+            moved,
+            memory=self.memory.index_select(0, index),
+            mask=self.mask.index_select(0, index),
+            keys=None if self.keys is None else self.keys.index_select(0, index),
+        )
+
+    def reorder_beams(self, index: Tensor) -> DecoderState:
+        """Rows `index` of the per-hypothesis tensors; memory, mask and keys stay as they are.
+
+        For beam search's per-step reordering, where `index` only moves rows among the beams
+        of the same source sentence, whose memory, mask and keys are identical: copying them
+        every step would be the largest cost of a decoding step.
+        """
 
         def pick(tensor: Tensor | None) -> Tensor | None:
             return None if tensor is None else tensor.index_select(0, index)
@@ -103,9 +118,6 @@ class DecoderState:
         return replace(
             self,
             hidden=_select_hidden(self.hidden, index),
-            memory=self.memory.index_select(0, index),
-            mask=self.mask.index_select(0, index),
-            keys=pick(self.keys),
             feed=pick(self.feed),
             weights=pick(self.weights),
             context=pick(self.context),

@@ -128,7 +128,7 @@ class BeamSearch:
             )
             alive_scores, keep = top.masked_fill(is_eos, -math.inf).topk(K, dim=-1)
             rows = (torch.arange(N, device=device)[:, None] * K + origin.gather(1, keep)).view(-1)
-            state = state.select(rows)
+            state = state.reorder_beams(rows)  # within each sentence's beams
             tokens = torch.cat([tokens[rows], token.gather(1, keep).view(-1, 1)], dim=1)
             attention = None if attention is None else attention[rows]
             scores = alive_scores

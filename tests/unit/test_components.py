@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from seq2seq import registry
-from seq2seq.modules.attention.additive import BahdanauAttention
+from seq2seq.modules.attention.additive import BahdanauAttention, LocationAttention
+from seq2seq.modules.protocols import AlignmentHistory
 from seq2seq.testing import M, check_attention, check_decoder, check_encoder
 
 
@@ -87,6 +88,30 @@ def test_bahdanau_scores_follow_the_formula() -> None:
     assert torch.allclose(weights[0], expected0, atol=1e-6)
     assert torch.allclose(weights[1, :2], expected1, atol=1e-6)
     assert torch.all(weights[1, 2:] == 0)
+
+
+@pytest.mark.parametrize("cls", [BahdanauAttention, LocationAttention])
+def test_additive_weights_and_gradients_equal_the_tanh_form(cls: type) -> None:
+    """The σ form (2 vᵀσ(2h)) gives tanh's weights and gradients, history term included."""
+    att = cls(query_size=3, key_size=4, hidden_size=5)
+    if cls is BahdanauAttention:
+        att = cls(query_size=3, key_size=4, hidden_size=5, coverage=True)
+    q = torch.randn(2, 3, requires_grad=True)
+    memory = torch.randn(2, 6, 4)
+    mask = torch.tensor([[True] * 6, [True, True, True, False, False, False]])
+    previous = torch.softmax(torch.randn(2, 6), -1) * mask
+    history = AlignmentHistory(previous, previous * 2, 2)
+    _, weights = att(q, att.prepare(memory), memory, mask, history)
+    (weights * torch.arange(6.0)).sum().backward()
+    got = q.grad.clone()
+    q.grad = None
+    extra = att.history_term(history)
+    hidden = att.query_proj(q)[:, None] + memory @ att.key_proj.weight.T + extra
+    raw = torch.tanh(hidden) @ att.energy.weight[0]
+    expected = torch.softmax(raw.masked_fill(~mask, float("-inf")), -1)
+    (expected * torch.arange(6.0)).sum().backward()
+    assert torch.allclose(weights, expected, atol=1e-6)
+    assert torch.allclose(got, q.grad, atol=1e-6)
 
 
 @pytest.mark.parametrize(
