@@ -22,13 +22,13 @@ import torch
 from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.measure import machine, read_text, table  # noqa: E402
-from seq2seq.bundle import load_run  # noqa: E402
-from seq2seq.inference import decode_ids  # noqa: E402
-from seq2seq.modules.attention import as_steps, attend, from_steps  # noqa: E402
-from seq2seq.modules.attention.additive import AdditiveAttention  # noqa: E402
-from seq2seq.modules.protocols import DecoderState  # noqa: E402
-from seq2seq.registry import build  # noqa: E402
+from bench.measure import machine, read_text, table
+from seq2seq.bundle import load_run
+from seq2seq.inference import decode_ids
+from seq2seq.modules.attention import as_steps, attend, from_steps
+from seq2seq.modules.attention.additive import AdditiveAttention
+from seq2seq.modules.protocols import DecoderState
+from seq2seq.registry import build
 
 
 def tanh_prepare(self: AdditiveAttention, memory: Tensor) -> Tensor:
@@ -36,8 +36,14 @@ def tanh_prepare(self: AdditiveAttention, memory: Tensor) -> Tensor:
     return self.key_proj(memory)
 
 
-def tanh_forward(self: AdditiveAttention, query: Tensor, keys: Tensor, memory: Tensor,
-                 mask: Tensor, history: object = None) -> tuple[Tensor, Tensor]:
+def tanh_forward(
+    self: AdditiveAttention,
+    query: Tensor,
+    keys: Tensor,
+    memory: Tensor,
+    mask: Tensor,
+    history: object = None,
+) -> tuple[Tensor, Tensor]:
     """The additive score as it was: vᵀ tanh(W q + U k)."""
     query, single = as_steps(query)
     hidden = self.query_proj(query)[:, :, None, :] + keys[:, None, :, :]
@@ -48,8 +54,12 @@ def tanh_forward(self: AdditiveAttention, query: Tensor, keys: Tensor, memory: T
 @contextlib.contextmanager
 def variant(name: str) -> Iterator[None]:
     """Patch the code back to what it was before the levers after `name`."""
-    saved = (AdditiveAttention.prepare, AdditiveAttention.forward, DecoderState.reorder_beams,
-             DecoderState.select)
+    saved = (
+        AdditiveAttention.prepare,
+        AdditiveAttention.forward,
+        DecoderState.reorder_beams,
+        DecoderState.select,
+    )
     if name in ("before", "reorder"):
         AdditiveAttention.prepare = tanh_prepare  # type: ignore[method-assign]
         AdditiveAttention.forward = tanh_forward  # type: ignore[method-assign]
@@ -88,7 +98,8 @@ def main() -> None:
     searches = {
         "greedy": build("search", {"type": "greedy", "max_length": 250}, where="search"),
         f"beam{args.beam_size}": build(
-            "search", {"type": "beam", "beam_size": args.beam_size, "max_length": 250},
+            "search",
+            {"type": "beam", "beam_size": args.beam_size, "max_length": 250},
             where="search",
         ),
     }
@@ -108,10 +119,13 @@ def main() -> None:
         for name in names:
             median = statistics.median(rates[name])
             same = sum(a == b for a, b in zip(outputs[name], outputs[names[0]], strict=True))
-            rows.append([label, name, f"{median:.1f}", f"{median / base:.2f}×",
-                         f"{same}/{len(sources)}"])
-    print(f"machine: {machine()}; {args.threads} threads; {len(sources)} sentences, batch 64, "
-          f"{args.rounds} rounds; medians (a busy machine: compare ratios, not absolutes)")
+            rows.append(
+                [label, name, f"{median:.1f}", f"{median / base:.2f}×", f"{same}/{len(sources)}"]
+            )
+    print(
+        f"machine: {machine()}; {args.threads} threads; {len(sources)} sentences, batch 64, "
+        f"{args.rounds} rounds; medians (a busy machine: compare ratios, not absolutes)"
+    )
     print(table(["search", "variant", "sent/s", "÷ before", "outputs equal to before"], rows))
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.measure import (  # noqa: E402
+from bench.measure import (
     Timed,
     fmt,
     machine,
@@ -31,15 +31,13 @@ from bench.measure import (  # noqa: E402
     thread_env,
     time_decoding,
 )
-from seq2seq.bundle import load_run  # noqa: E402
-from seq2seq.inference import translate_texts  # noqa: E402
-from seq2seq.metrics.score import score_all  # noqa: E402
-from seq2seq.registry import build  # noqa: E402
+from seq2seq.bundle import load_run
+from seq2seq.inference import translate_texts
+from seq2seq.metrics.score import score_all
+from seq2seq.registry import build
 
 
-def translate_command(
-    run_dir: Path, search: str, beam: int, batch: int
-) -> list[str]:
+def translate_command(run_dir: Path, search: str, beam: int, batch: int) -> list[str]:
     """The `seq2seq translate` command line (latest checkpoint, as the peers decode theirs)."""
     command = [sys.executable, "-m", "seq2seq", "translate", str(run_dir), "--search", search]
     command += ["--batch-size", str(batch), "--max-length", "250", "--checkpoint", "latest"]
@@ -66,13 +64,17 @@ def in_process(args: argparse.Namespace) -> None:
     sources = read_text(Path(args.source))
     references = read_text(Path(args.reference))
     metrics = args.metrics.split(",")
-    print(f"{'search':8s} {'sent/s':>8s} {'seconds':>8s}  " + "  ".join(f"{m:>8s}" for m in metrics))
+    print(
+        f"{'search':8s} {'sent/s':>8s} {'seconds':>8s}  " + "  ".join(f"{m:>8s}" for m in metrics)
+    )
     for beam in (1, args.beam_size):
         spec = {"type": "greedy", "max_length": 250}
         if beam > 1:
             spec = {"type": "beam", "beam_size": beam, "max_length": 250}
         start = time.perf_counter()
-        hyps = translate_texts(loaded, build("search", spec, where="search"), sources, args.batch_size)
+        hyps = translate_texts(
+            loaded, build("search", spec, where="search"), sources, args.batch_size
+        )
         seconds = time.perf_counter() - start
         values = "  ".join(f"{s.value:8.2f}" for s in score_all(metrics, hyps, references))
         print(f"{spec['type']:8s} {len(sources) / seconds:8.1f} {seconds:8.1f}  {values}")

@@ -23,12 +23,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.measure import ROOT, machine, read_text, table  # noqa: E402
-from bench.peers import prepare_data  # noqa: E402
-from seq2seq.data.batching import make_batch, token_batches  # noqa: E402
-from seq2seq.model import Seq2Seq, build_model  # noqa: E402
-from seq2seq.recipe import load_recipe  # noqa: E402
-from seq2seq.training.loss import sequence_loss  # noqa: E402
+from bench.measure import ROOT, machine, read_text, table
+from bench.peers import prepare_data
+from seq2seq.data.batching import make_batch, token_batches
+from seq2seq.model import Seq2Seq, build_model
+from seq2seq.recipe import load_recipe
+from seq2seq.training.loss import sequence_loss
 
 V = 8000
 
@@ -56,7 +56,9 @@ def update_fn(model: Seq2Seq, lever: str) -> Callable[[object], int]:
 
     def update(batch: object) -> int:
         b = batch  # a Batch
-        context = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+        context = (
+            torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+        )
         with context:
             if lever == "reference":
                 total, _ = sequence_loss(model(b.src, b.src_lengths, b.tgt_in), b.tgt_out)
@@ -103,8 +105,10 @@ def main() -> None:
         median = statistics.median(rates[lever])
         spread = f"{min(rates[lever]):,.0f}–{max(rates[lever]):,.0f}"
         rows.append([lever, f"{median:,.0f}", spread, f"{median / base:.2f}×"])
-    print(f"machine: {machine()}; {args.threads} threads; {args.rounds} rounds × "
-          f"{args.updates} updates; medians (a busy machine: compare ratios, not absolutes)")
+    print(
+        f"machine: {machine()}; {args.threads} threads; {args.rounds} rounds × "
+        f"{args.updates} updates; medians (a busy machine: compare ratios, not absolutes)"
+    )
     print(table(["lever", "tgt tok/s (median)", "range", f"÷ {levers[0]}"], rows))
 
 

@@ -53,7 +53,9 @@ def run_timed(
             list(command),
             stdin=fin,
             stdout=fout if stdout is not None else flog,
-            stderr=flog, env=full_env, cwd=cwd
+            stderr=flog,
+            env=full_env,
+            cwd=cwd,
         )
         deadline = None if budget is None else start + budget
         while True:

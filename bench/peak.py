@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench import train_speed  # noqa: E402
-from bench.measure import fmt, machine, read_text, table  # noqa: E402
-from bench.peers import prepare_data  # noqa: E402
+from bench import train_speed
+from bench.measure import fmt, machine, read_text, table
+from bench.peers import prepare_data
 
 
 def matmul_peak(size: int, dtype: torch.dtype, seconds: float = 3.0) -> float:
@@ -95,23 +95,30 @@ def main() -> None:
         )
         rates = {p: train_speed.run_child(options, p)["tgt_tok_s"] for p in ("fp32", "bf16")}
     print(f"machine: {machine()}; {args.threads} threads; {args.size}² matmuls")
-    print(f"mean source tokens per target token {src_per_tgt:.3f}; "
-          f"source positions attended per target token {attended:.1f}")
+    print(
+        f"mean source tokens per target token {src_per_tgt:.3f}; "
+        f"source positions attended per target token {attended:.1f}"
+    )
     print(table(["part", "MFLOP / target token"], [[k, fmt(v / 1e6, 2)] for k, v in parts.items()]))
     print()
     rows = []
     for precision, peak in peaks.items():
         rate = rates.get(precision)
         achieved = None if rate is None else float(rate) * per_token
-        rows.append([
-            precision,
-            fmt(peak / 1e9, 1),
-            fmt(rate),
-            fmt(None if achieved is None else achieved / 1e9, 1),
-            "–" if achieved is None else f"{100 * achieved / peak:.0f}%",
-        ])
-    print(table(["dtype", "matmul peak GFLOP/s", "train tgt tok/s", "achieved GFLOP/s",
-                 "of peak"], rows))
+        rows.append(
+            [
+                precision,
+                fmt(peak / 1e9, 1),
+                fmt(rate),
+                fmt(None if achieved is None else achieved / 1e9, 1),
+                "–" if achieved is None else f"{100 * achieved / peak:.0f}%",
+            ]
+        )
+    print(
+        table(
+            ["dtype", "matmul peak GFLOP/s", "train tgt tok/s", "achieved GFLOP/s", "of peak"], rows
+        )
+    )
 
 
 if __name__ == "__main__":

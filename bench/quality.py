@@ -17,9 +17,18 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.decode_speed import decode_cli  # noqa: E402
-from bench.measure import DATA, ROOT, Timed, fmt, read_text, run_timed, score, table  # noqa: E402
-from bench.measure import thread_env  # noqa: E402
+from bench.decode_speed import decode_cli
+from bench.measure import (
+    DATA,
+    ROOT,
+    Timed,
+    fmt,
+    read_text,
+    run_timed,
+    score,
+    table,
+    thread_env,
+)
 
 RECIPE = ROOT / "recipes" / "bench-matched.yaml"
 
@@ -32,7 +41,10 @@ def train_for(run: Path, minutes: float, threads: int, overrides: list[str]) -> 
     command = [sys.executable, "-m", "seq2seq", "train", str(RECIPE), "--out", str(run)]
     command += [f"train.threads={threads}", *overrides]
     return run_timed(
-        command, budget=minutes * 60, log=run.parent / f"{run.name}.log", env=thread_env(threads),
+        command,
+        budget=minutes * 60,
+        log=run.parent / f"{run.name}.log",
+        env=thread_env(threads),
         cwd=ROOT,
     )
 
@@ -78,8 +90,10 @@ def main() -> None:
     timed = train_for(run, args.minutes, args.threads, args.overrides)
     source, reference = test_files(run.parent / "test-slice", args.test_lines)
     results = evaluate(run, source, reference, args.threads)
-    print(f"trained {steps_done(run)} updates in {timed.wall / 60:.1f} min, peak RSS "
-          f"{timed.peak_rss_mib:.0f} MiB")
+    print(
+        f"trained {steps_done(run)} updates in {timed.wall / 60:.1f} min, peak RSS "
+        f"{timed.peak_rss_mib:.0f} MiB"
+    )
     rows = [[name, fmt(r["bleu"], 2), fmt(r["chrf"], 2)] for name, r in results.items()]
     print(table(["search", "BLEU", "chrF"], rows))
 

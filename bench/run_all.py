@@ -21,10 +21,18 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench import quality, train_speed  # noqa: E402
-from bench.measure import ROOT, Timed, fmt, machine, ratio, read_text, score, table  # noqa: E402
-from bench.measure import time_decoding  # noqa: E402
-from bench.peers import joeynmt, opennmt, prepare_data  # noqa: E402
+from bench import quality, train_speed
+from bench.measure import (
+    Timed,
+    fmt,
+    machine,
+    ratio,
+    read_text,
+    score,
+    table,
+    time_decoding,
+)
+from bench.peers import joeynmt, opennmt, prepare_data
 
 PEERS = {"joeynmt": joeynmt, "opennmt": opennmt}
 WINDOW = 10
@@ -35,8 +43,14 @@ def train_table(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     if "seq2seq" in args.systems:
         options = train_speed.parse_args(
-            ["--seconds", str(args.minutes * 60), "--threads", str(args.threads),
-             "--warmup", str(args.warmup)]
+            [
+                "--seconds",
+                str(args.minutes * 60),
+                "--threads",
+                str(args.threads),
+                "--warmup",
+                str(args.warmup),
+            ]
         )
         for precision in ("fp32", "bf16"):
             rows.append(train_speed.run_child(options, precision))
@@ -67,9 +81,12 @@ def train_table(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
 
 def print_train(rows: list[dict[str, Any]]) -> None:
     """The training table and the ratios of our best precision to each peer."""
-    print(table([*train_speed.ROW_HEADER, "updates"], [
-        [*train_speed.row(r), str(r.get("steps", "–"))] for r in rows
-    ]))
+    print(
+        table(
+            [*train_speed.ROW_HEADER, "updates"],
+            [[*train_speed.row(r), str(r.get("steps", "–"))] for r in rows],
+        )
+    )
     ours = [r for r in rows if r["system"] == "seq2seq"]
     for peer in (r for r in rows if r["system"] != "seq2seq"):
         for mine in ours:
@@ -129,26 +146,52 @@ def print_quality(results: dict[str, dict[str, Any]], decode_only: bool) -> None
     if not decode_only:
         rows = []
         for key, r in results.items():
-            rows.append([names[key], str(r.get("steps", "–"))] + [
-                fmt(r[b][m], 2) for b in ("beam1", "beam5") for m in ("bleu", "chrf")
-            ])
-        print(table(["system", "updates", "BLEU greedy", "chrF greedy", "BLEU beam5",
-                     "chrF beam5"], rows))
+            rows.append(
+                [names[key], str(r.get("steps", "–"))]
+                + [fmt(r[b][m], 2) for b in ("beam1", "beam5") for m in ("bleu", "chrf")]
+            )
+        print(
+            table(
+                ["system", "updates", "BLEU greedy", "chrF greedy", "BLEU beam5", "chrF beam5"],
+                rows,
+            )
+        )
         print()
     rows = []
     for key, r in results.items():
         for b, label in (("beam1", "greedy"), ("beam5", "beam 5")):
             d = r[b]
-            cells = [names[key], label, fmt(d["sent_s"], 1), fmt(d["sent_s_excl"], 1),
-                     fmt(d["wall"], 1), fmt(d["peak_rss_mib"])]
+            cells = [
+                names[key],
+                label,
+                fmt(d["sent_s"], 1),
+                fmt(d["sent_s_excl"], 1),
+                fmt(d["wall"], 1),
+                fmt(d["peak_rss_mib"]),
+            ]
             if ours is not None and key != "seq2seq":
-                cells += [ratio(ours[b]["sent_s"], d["sent_s"]),
-                          ratio(ours[b]["sent_s_excl"], d["sent_s_excl"])]
+                cells += [
+                    ratio(ours[b]["sent_s"], d["sent_s"]),
+                    ratio(ours[b]["sent_s_excl"], d["sent_s_excl"]),
+                ]
             else:
                 cells += ["", ""]
             rows.append(cells)
-    print(table(["system", "search", "sent/s incl. start-up", "sent/s excl.", "wall s",
-                 "peak RSS MiB", "ours ÷ peer (incl.)", "ours ÷ peer (excl.)"], rows))
+    print(
+        table(
+            [
+                "system",
+                "search",
+                "sent/s incl. start-up",
+                "sent/s excl.",
+                "wall s",
+                "peak RSS MiB",
+                "ours ÷ peer (incl.)",
+                "ours ÷ peer (excl.)",
+            ],
+            rows,
+        )
+    )
 
 
 def main() -> None:

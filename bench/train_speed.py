@@ -25,12 +25,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.measure import ROOT, fmt, machine, median_after, table, thread_env  # noqa: E402
-from seq2seq.data.batching import token_batches  # noqa: E402
-from seq2seq.recipe import load_recipe  # noqa: E402
-from seq2seq.training.prepare import prepare  # noqa: E402
-from seq2seq.training.run import seed_everything  # noqa: E402
-from seq2seq.training.trainer import Trainer  # noqa: E402
+from bench.measure import ROOT, fmt, machine, median_after, table, thread_env
+from seq2seq.data.batching import token_batches
+from seq2seq.recipe import load_recipe
+from seq2seq.training.prepare import prepare
+from seq2seq.training.run import seed_everything
+from seq2seq.training.trainer import Trainer
 
 RECIPE = ROOT / "recipes" / "bench-matched.yaml"
 
@@ -152,7 +152,9 @@ def main() -> None:
     print(f"machine: {machine()}; {args.threads} threads")
     print(table(ROW_HEADER, [row(r) for r in results]))
     for r in results:
-        print(f"{r['precision']}: {r['steps']} updates, {r['tgt_per_batch']:.0f} target tokens/batch")
+        print(
+            f"{r['precision']}: {r['steps']} updates, {r['tgt_per_batch']:.0f} target tokens/batch"
+        )
 
 
 if __name__ == "__main__":

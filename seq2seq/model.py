@@ -139,14 +139,14 @@ class Seq2Seq(nn.Module):
             coverage_loss = torch.minimum(weights, coverage).sum(-1)
         if targets is not None and self.copy is None:
             pad = self.specials.pad
-            loss, _ = projected_cross_entropy(
+            fused, _ = projected_cross_entropy(
                 features, self.generator, targets, pad, label_smoothing
             )
-            return ModelOutput(None, weights, coverage_loss, loss)
+            return ModelOutput(None, weights, coverage_loss, fused)
         scores = self._scores(features, state, embedded, context, weights)
-        loss = None
-        if targets is not None:
-            loss, _ = sequence_loss(scores, targets, self.specials.pad, label_smoothing)
+        if targets is None:
+            return ModelOutput(scores, weights, coverage_loss)
+        loss, _ = sequence_loss(scores, targets, self.specials.pad, label_smoothing)
         return ModelOutput(scores, weights, coverage_loss, loss)
 
     def _steps(

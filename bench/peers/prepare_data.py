@@ -12,7 +12,7 @@ from pathlib import Path
 import sentencepiece as spm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from bench.measure import DATA, ROOT, read_text  # noqa: E402
+from bench.measure import DATA, ROOT, read_text
 
 SPLITS = ("train", "valid", "test")
 LANGS = ("en", "de")
@@ -74,9 +74,7 @@ def decode_pieces(model: Path, lines: list[str]) -> list[str]:
 def target_tokens(data: Path, max_length: int = 100) -> tuple[int, int]:
     """Source and target tokens (+ </s>) of the training pairs within `max_length` pieces."""
     src = tgt = 0
-    for s, t in zip(
-        read_text(data / "train.sp.en"), read_text(data / "train.sp.de"), strict=True
-    ):
+    for s, t in zip(read_text(data / "train.sp.en"), read_text(data / "train.sp.de"), strict=True):
         ls, lt = len(s.split()), len(t.split())
         if 0 < ls <= max_length and 0 < lt <= max_length:
             src, tgt = src + ls + 1, tgt + lt + 1

@@ -17,7 +17,7 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
     """Summed cross-entropy of softmax(x Wᵀ + b) against targets; gradients made in forward."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         features: Tensor,
         weight: Tensor,
@@ -56,7 +56,7 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
         return total
 
     @staticmethod
-    def backward(ctx: Any, grad_total: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad_total: Tensor) -> tuple[Tensor | None, ...]:
         grad_x, grad_w, grad_b = ctx.saved_tensors
         grad_b = None if grad_b is None else grad_b * grad_total
         return grad_x * grad_total, grad_w * grad_total, grad_b, None, None, None
@@ -91,7 +91,8 @@ def projected_cross_entropy(
 ) -> tuple[Tensor, Tensor]:
     """Summed token loss of `generator(features)` against `targets`, and the number of tokens.
 
-    Equal to sequence_loss(generator(features), targets, …) in value and gradients. Args: features (B, T, H) or (N, H); targets (B, T) or (N,), `pad_id` = no token.
+    Equal to sequence_loss(generator(features), targets, …) in value and gradients.
+    Args: features (B, T, H) or (N, H); targets (B, T) or (N,), `pad_id` where no token.
     """
     keep = targets != pad_id
     x = features.reshape(-1, features.size(-1))[keep.reshape(-1)]  # padding rows cost nothing
