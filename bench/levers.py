@@ -4,10 +4,11 @@ interleaved round by round so machine noise hits them alike; the median over rou
 Usage: python bench/levers.py [--rounds 5] [--updates 4] [--threads 1] [--levers fused,bf16,...]
 Batches have the corpus's real lengths (bench/peers' segmented data, made if missing: token
 budget 2,000 from length-sorted buckets) and random ids: speed does not depend on the ids.
-  reference  Seq2Seq.forward → logits → cross-entropy (the path before the fused loss)
-  fused      Seq2Seq.run(targets=…): projection and loss in chunks (modules/output.py)
-  bf16       fused, under CPU bf16 autocast
-  compile    fused, with torch.compile(model.run)
+  before     logits → cross-entropy, additive attention as vᵀ tanh(h) (the code before the levers)
+  fused      + Seq2Seq.run(targets=…): projection and loss in chunks (modules/output.py)
+  sigmoid    + additive scores as 2 vᵀ σ(2h) (the current code)
+  bf16       the current code under CPU bf16 autocast
+  compile    the current code with torch.compile(model.run)
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.measure import ROOT, machine, read_text, table
+from bench.decode_levers import variant
+from bench.measure import CPU_NOTE, ROOT, machine, read_text, table
 from bench.peers import prepare_data
 from seq2seq.data.batching import make_batch, token_batches
 from seq2seq.model import Seq2Seq, build_model
@@ -59,8 +61,9 @@ def update_fn(model: Seq2Seq, lever: str) -> Callable[[object], int]:
         context = (
             torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
         )
-        with context:
-            if lever == "reference":
+        old_attention = variant("reorder") if lever in ("before", "fused") else None
+        with context, old_attention or contextlib.nullcontext():
+            if lever == "before":
                 total, _ = sequence_loss(model(b.src, b.src_lengths, b.tgt_in), b.tgt_out)
             else:
                 total = run(b.src, b.src_lengths, b.tgt_in, targets=b.tgt_out).loss
@@ -80,7 +83,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--updates", type=int, default=4, help="updates per lever per round")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--levers", default="reference,fused,bf16")
+    parser.add_argument("--levers", default="before,fused,sigmoid,bf16")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     recipe = load_recipe(ROOT / "recipes" / "bench-matched.yaml")
@@ -95,10 +98,10 @@ def main() -> None:
     rates: dict[str, list[float]] = {lever: [] for lever in levers}
     for _ in range(args.rounds):
         for lever in levers:
-            start, tokens = time.perf_counter(), 0
+            start, tokens = time.process_time(), 0
             for batch in batches:
                 tokens += updates[lever](batch)
-            rates[lever].append(tokens / (time.perf_counter() - start))
+            rates[lever].append(tokens / (time.process_time() - start))
     base = statistics.median(rates[levers[0]])
     rows = []
     for lever in levers:
@@ -107,9 +110,9 @@ def main() -> None:
         rows.append([lever, f"{median:,.0f}", spread, f"{median / base:.2f}×"])
     print(
         f"machine: {machine()}; {args.threads} threads; {args.rounds} rounds × "
-        f"{args.updates} updates; medians (a busy machine: compare ratios, not absolutes)"
+        f"{args.updates} updates; {CPU_NOTE}"
     )
-    print(table(["lever", "tgt tok/s (median)", "range", f"÷ {levers[0]}"], rows))
+    print(table(["lever", "tgt tok per CPU s (median)", "range", f"÷ {levers[0]}"], rows))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "ddtp-de-en"
+CPU_NOTE = (
+    "medians of this process's CPU time (one thread: the time the work took; unlike wall time "
+    "it does not grow when other processes share the cores)"
+)
 
 
 @dataclass

@@ -38,28 +38,33 @@ class GreedySearch:
         """Decode a batch; one hypothesis per sentence."""
         sp = model.specials
         state = model.encode(batch.src, batch.src_lengths)
-        B = batch.src.size(0)
+        B, device = batch.src.size(0), batch.src.device
         max_len = length_limits(batch.src_lengths, self.max_length, self.max_ratio)
         min_len = torch.minimum(torch.full_like(max_len, self.min_length), max_len)
-        prev = torch.full((B,), sp.bos, dtype=torch.long, device=batch.src.device)
-        done = torch.zeros(B, dtype=torch.bool, device=prev.device)
-        scores = torch.zeros(B, device=prev.device)
+        longest = int(max_len.max())
+        active = torch.arange(B, device=device)  # rows still decoding; finished ones leave
+        prev = torch.full((B,), sp.bos, dtype=torch.long, device=device)
+        scores = torch.zeros(B, device=device)
         tokens, weights = [], []
-        for t in range(int(max_len.max()) + 1):  # + 1: the closing </s>
+        for t in range(longest + 1):  # + 1: the closing </s>
             log_probs, state = model.step(prev, state)
             log_probs = apply_length(
                 ban_specials(log_probs, sp.pad, sp.bos), t, min_len, max_len, sp.eos
             )
             best, choice = log_probs.max(dim=-1)
-            choice = choice.masked_fill(done, sp.pad)
-            scores += best.masked_fill(done, 0.0)
-            tokens.append(choice)
+            scores[active] += best
+            tokens.append(torch.full((B,), sp.pad, device=device).index_copy_(0, active, choice))
             if keep_attention and state.weights is not None:
-                weights.append(state.weights)
-            done |= choice == sp.eos
+                step = state.weights.new_zeros(B, state.weights.size(1))
+                weights.append(step.index_copy_(0, active, state.weights))
+            going = choice != sp.eos
+            if not bool(going.all()):
+                if not bool(going.any()):
+                    break
+                keep = going.nonzero().squeeze(1)
+                state, active, choice = state.select(keep), active[keep], choice[keep]
+                min_len, max_len = min_len[keep], max_len[keep]
             prev = choice
-            if bool(done.all()):
-                break
         return self._collect(torch.stack(tokens, 1), scores, weights, sp.eos, batch.src_lengths)
 
     @staticmethod

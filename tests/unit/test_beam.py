@@ -220,3 +220,21 @@ def test_reordering_only_per_hypothesis_state_changes_nothing(
     for mine, theirs in zip(itertools.chain(*fast), itertools.chain(*full), strict=True):
         assert mine.score == pytest.approx(theirs.score, abs=1e-6)
         assert torch.allclose(mine.attention, theirs.attention)
+
+
+def test_greedy_batch_with_finished_rows_leaving_equals_each_sentence_alone() -> None:
+    """Rows that end leave the greedy batch; every sentence still gets its own output, score
+    and attention (outputs of different lengths, so rows leave at different steps)."""
+    model, batch = tiny_model(5), sources()
+    search = GreedySearch(max_length=8)
+    together = search(model, batch, keep_attention=True)
+    assert len({len(h[0].tokens) for h in together}) > 1
+    for row, hyps in enumerate(together):
+        alone = search(
+            model,
+            make_batch(batch.src[row : row + 1, : int(batch.src_lengths[row])].tolist(), None, [0]),
+            keep_attention=True,
+        )[0][0]
+        assert hyps[0].tokens == alone.tokens
+        assert hyps[0].score == pytest.approx(alone.score, abs=1e-5)
+        assert torch.allclose(hyps[0].attention, alone.attention, atol=1e-6)
