@@ -38,9 +38,9 @@ from seq2seq.registry import build
 
 
 def translate_command(run_dir: Path, search: str, beam: int, batch: int) -> list[str]:
-    """The `seq2seq translate` command line (latest checkpoint, as the peers decode theirs)."""
+    """The `seq2seq translate` command line (the best checkpoint, else the latest)."""
     command = [sys.executable, "-m", "seq2seq", "translate", str(run_dir), "--search", search]
-    command += ["--batch-size", str(batch), "--max-length", "250", "--checkpoint", "latest"]
+    command += ["--batch-size", str(batch), "--max-length", "250", "--checkpoint", "best"]
     return command + (["--beam-size", str(beam)] if search == "beam" else [])
 
 
@@ -60,7 +60,7 @@ def decode_cli(
 def in_process(args: argparse.Namespace) -> None:
     """Decode inside this process (model loaded once) and print sent/s and metrics."""
     torch.set_num_threads(args.threads)
-    loaded = load_run(args.run_dir, "latest")
+    loaded = load_run(args.run_dir)  # the best checkpoint, else the latest
     sources = read_text(Path(args.source))
     references = read_text(Path(args.reference))
     metrics = args.metrics.split(",")

@@ -52,7 +52,7 @@ def train_table(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
                 str(args.warmup),
             ]
         )
-        for precision in ("fp32", "bf16"):
+        for precision in args.precisions.split(","):
             rows.append(train_speed.run_child(options, precision))
     for key in ("joeynmt", "opennmt"):
         if key not in args.systems:
@@ -205,6 +205,7 @@ def main() -> None:
     parser.add_argument("--work", default=str(prepare_data.default_work()))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--systems", default="seq2seq,joeynmt,opennmt")
+    parser.add_argument("--precisions", default="fp32,bf16", help="ours, for --table train")
     parser.add_argument("--warmup", type=int, default=30, help="updates not counted (train)")
     parser.add_argument("--test-lines", type=int, help="decode only the first N test sentences")
     args = parser.parse_args()

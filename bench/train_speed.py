@@ -3,8 +3,9 @@ peak RSS, in fp32 and under bf16 autocast.
 
 Usage: python bench/train_speed.py [--precision fp32|bf16|both] [--seconds 120] [--warmup 30]
        [--threads 2] [--recipe recipes/bench-matched.yaml] [KEY=VALUE ...]
-Each precision runs in its own process (so each peak RSS is its own). Real updates (forward,
-backward, clipping, Adam) on the real corpus in the recipe's batch order; the rate is the median
+Each precision runs in its own process (so each peak RSS is its own). Real updates (forward with
+the fused loss, backward, clipping, the recipe's optimizer: what the trainer does) on the real
+corpus in the recipe's batch order; the rate is the median
 over windows of `--window` updates after `--warmup` updates, real (non-pad) tokens with </s>.
 Time per epoch = target tokens of one epoch ÷ that rate (extrapolated).
 """
@@ -14,23 +15,25 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.measure import ROOT, fmt, machine, median_after, table, thread_env
-from seq2seq.data.batching import token_batches
-from seq2seq.recipe import load_recipe
+from seq2seq import registry
+from seq2seq.data.batching import Batch, make_batch, token_batches
+from seq2seq.model import Seq2Seq, build_model
+from seq2seq.recipe import Recipe, load_recipe
 from seq2seq.training.prepare import prepare
 from seq2seq.training.run import seed_everything
-from seq2seq.training.trainer import Trainer
 
 RECIPE = ROOT / "recipes" / "bench-matched.yaml"
 
@@ -42,6 +45,34 @@ def precision_context(precision: str) -> contextlib.AbstractContextManager[objec
     return contextlib.nullcontext()
 
 
+def updater(recipe: Recipe, model: Seq2Seq) -> Callable[[Batch], int]:
+    """One training update as the trainer makes it: forward with the fused loss, backward,
+    clipping, the recipe's optimizer; returns the real target tokens."""
+    cfg = recipe.train
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = registry.build("optimizer", cfg.optimizer, where="train", params=params, lr=cfg.lr)
+    limit = cfg.clip_grad_norm if cfg.clip_grad_norm is not None else math.inf
+
+    def update(batch: Batch) -> int:
+        assert batch.tgt_in is not None and batch.tgt_out is not None
+        output = model.run(
+            batch.src,
+            batch.src_lengths,
+            batch.tgt_in,
+            targets=batch.tgt_out,
+            label_smoothing=cfg.label_smoothing,
+        )
+        assert output.loss is not None
+        tokens = int((batch.tgt_out != model.specials.pad).sum())
+        optimizer.zero_grad(set_to_none=True)
+        (output.loss / tokens).backward()
+        torch.nn.utils.clip_grad_norm_(params, limit)
+        optimizer.step()
+        return tokens
+
+    return update
+
+
 def measure(args: argparse.Namespace) -> dict[str, float | str | None]:
     """Train for `args.seconds` after warm-up; windows of target/source tokens per second."""
     torch.set_num_threads(args.threads)
@@ -50,27 +81,27 @@ def measure(args: argparse.Namespace) -> dict[str, float | str | None]:
     data = prepare(recipe)
     src_len = [len(s) for s in data.train.source]
     tgt_len = [len(t) + 1 for t in data.train.target]  # + </s>, as the loss counts it
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(recipe, Path(tmp), torch.device("cpu"), data)
-        batches = token_batches(src_len, tgt_len, recipe.train.batch_tokens, recipe.seed, 0)
-        tgt_windows: list[tuple[int, float]] = []
-        src_windows: list[tuple[int, float]] = []
-        step, src, tgt, sentences = 0, 0, 0, 0
-        window_start = started = time.perf_counter()
-        with precision_context(args.precision):
-            while True:
-                indices = batches[step % len(batches)]
-                tgt += trainer.train_step(indices).tokens
-                src += sum(src_len[i] for i in indices)
-                sentences += len(indices)
-                step += 1
-                if step % args.window == 0:
-                    now = time.perf_counter()
-                    tgt_windows.append((step - args.window, tgt / (now - window_start)))
-                    src_windows.append((step - args.window, src / (now - window_start)))
-                    window_start, src, tgt = now, 0, 0
-                    if step >= args.warmup + args.window and now - started >= args.seconds:
-                        break
+    tok = data.tokenizers
+    model = build_model(recipe.model, tok["source"].vocab_size, tok["target"].vocab_size).train()
+    update = updater(recipe, model)
+    batches = token_batches(src_len, tgt_len, recipe.train.batch_tokens, recipe.seed, 0)
+    tgt_windows: list[tuple[int, float]] = []
+    src_windows: list[tuple[int, float]] = []
+    step, src, tgt = 0, 0, 0
+    window_start = started = time.perf_counter()
+    with precision_context(args.precision):
+        while True:
+            indices = batches[step % len(batches)]
+            tgt += update(make_batch(data.train.source, data.train.target, indices))
+            src += sum(src_len[i] for i in indices)
+            step += 1
+            if step % args.window == 0:
+                now = time.perf_counter()
+                tgt_windows.append((step - args.window, tgt / (now - window_start)))
+                src_windows.append((step - args.window, src / (now - window_start)))
+                window_start, src, tgt = now, 0, 0
+                if step >= args.warmup + args.window and now - started >= args.seconds:
+                    break
     rate = median_after(tgt_windows, args.warmup - 1)
     return {
         "system": "seq2seq",
