@@ -107,6 +107,21 @@ def leave(group: Group) -> None:
         dist.destroy_process_group()
 
 
+PEER_SIGNS = ("Connection closed by peer", "Connection reset by peer", "Timed out", "timed out")
+PEER_GRACE = 5.0  # seconds a rank that lost a peer waits, so torchrun reports the peer first
+
+
+class PeerLost(Seq2SeqError):  # noqa: N818 - a consequence, the cause is on another rank
+    """A collective failed because another process died or stopped answering."""
+
+
+def is_peer_failure(exc: BaseException) -> bool:
+    """Whether an error says another rank went away (Gloo raises plain RuntimeErrors)."""
+    if isinstance(exc, dist.DistError):
+        return True
+    return isinstance(exc, RuntimeError) and any(sign in str(exc) for sign in PEER_SIGNS)
+
+
 def inject_fault(group: Group, step: int) -> None:
     """Fail on purpose when SEQ2SEQ_FAULT names this rank and step (tests the failure path)."""
     spec = os.environ.get(FAULT_ENV)

@@ -73,7 +73,11 @@ def launch(nproc: int, argv: Sequence[str], out_dir: str) -> None:
     try:
         run(args)
     except ChildFailedError as exc:
-        rank, failure = exc.get_first_failure()
+        # the rank that failed first, before ranks that only lost contact with it
+        rank, failure = min(
+            exc.failures.items(),
+            key=lambda item: ("lost contact" in str(item[1].message), item[1].timestamp),
+        )
         if failure.exitcode == InterruptedRun.exit_code:
             raise InterruptedRun(f"stopped; {resume}") from None
         raise Seq2SeqError(f"training failed: {describe_failure(rank, failure)}") from None

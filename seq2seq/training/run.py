@@ -84,6 +84,13 @@ def train(
     group = distributed.join(pick_device(device), timeout)
     try:
         return _train(recipe, Path(out_dir), group.device, resume, overrides, group)
+    except Exception as exc:
+        if not distributed.is_peer_failure(exc):
+            raise
+        # the cause is another rank's failure: give torchrun time to see and report that one
+        time.sleep(distributed.PEER_GRACE)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise distributed.PeerLost(f"lost contact with the other processes ({first})") from exc
     finally:
         distributed.leave(group)
 
