@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -90,6 +91,8 @@ def raw_pairs(corpus: Corpus, label: str, scratch: Path) -> Any:
     """The corpus's text as an Arrow dataset with columns source, target (written to disk)."""
     import datasets
 
+    datasets.disable_progress_bars()  # training shows its own progress
+
     if corpus.dataset is not None:
         table = load_table(corpus, label).select_columns(
             [corpus.source_column, corpus.target_column]
@@ -99,14 +102,17 @@ def raw_pairs(corpus: Corpus, label: str, scratch: Path) -> Any:
                 {corpus.source_column: "source", corpus.target_column: "target"}
             )
     else:
-        table = datasets.Dataset.from_generator(
-            file_pairs,
-            gen_kwargs={"source": corpus.source, "target": corpus.target, "label": label},
-            cache_dir=str(scratch),
-            features=datasets.Features(
-                {"source": datasets.Value("string"), "target": datasets.Value("string")}
-            ),
-        )
+        try:
+            table = datasets.Dataset.from_generator(
+                file_pairs,
+                gen_kwargs={"source": corpus.source, "target": corpus.target, "label": label},
+                cache_dir=str(scratch),
+                features=datasets.Features(
+                    {"source": datasets.Value("string"), "target": datasets.Value("string")}
+                ),
+            )
+        except Exception as exc:  # datasets wraps errors raised while reading
+            raise unwrap_data_error(exc) from None
     if corpus.limit is not None:
         table = table.select(range(min(corpus.limit, len(table))))
     if not len(table):
@@ -114,19 +120,32 @@ def raw_pairs(corpus: Corpus, label: str, scratch: Path) -> Any:
     return table
 
 
+def unwrap_data_error(exc: BaseException) -> BaseException:
+    """Our DataError from inside a `datasets` wrapper (the message the user should see)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, DataError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return exc
+
+
 def file_pairs(source: str, target: str, label: str) -> Iterator[dict[str, str]]:
     """Aligned lines of two files, one pair at a time (UTF-8 checked, counts compared)."""
     src = iter_text_lines(Path(source), f"{label}.source")
     tgt = iter_text_lines(Path(target), f"{label}.target")
-    count = 0
-    for s, t in zip(src, tgt):  # noqa: B905 - the counts are compared below
-        count += 1
+    counts = [0, 0]
+    for s, t in itertools.zip_longest(src, tgt):
+        if s is None or t is None:
+            counts[s is None] += 1  # count the rest of the longer file, then report
+            continue
+        counts[0] += 1
+        counts[1] += 1
         yield {"source": s, "target": t}
-    rest_src, rest_tgt = sum(1 for _ in src), sum(1 for _ in tgt)
-    if rest_src or rest_tgt:
+    if counts[0] != counts[1]:
         raise DataError(
-            f"{label}: {source} has {count + rest_src} lines but {target} has "
-            f"{count + rest_tgt}; the files must be aligned line by line"
+            f"{label}: {source} has {counts[0]} lines but {target} has {counts[1]}; "
+            "the files must be aligned line by line"
         )
 
 

@@ -27,6 +27,8 @@ def pair_stream(corpus: Corpus, label: str) -> Any:
     """An IterableDataset of {"source", "target"} text pairs, nothing read yet."""
     import datasets
 
+    datasets.disable_progress_bars()  # training shows its own progress
+
     if corpus.dataset is None:
         for path in (corpus.source, corpus.target):
             if path is None or not Path(path).is_file():
