@@ -190,6 +190,7 @@ class CachedExamples:
 
         self.path = path
         self.table = datasets.load_from_disk(str(path))
+        self.ids = self.table.select_columns(["src", "tgt"])
 
     def __len__(self) -> int:
         return len(self.table)
@@ -201,7 +202,7 @@ class CachedExamples:
 
     def take(self, indices: list[int]) -> tuple[list[list[int]], list[list[int]]]:
         """The ids of the pairs at `indices`, read from the memory-mapped table."""
-        rows = self.table.select_columns(["src", "tgt"])[indices]
+        rows = self.ids[indices]
         return rows["src"], rows["tgt"]
 
 
