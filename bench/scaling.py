@@ -1,5 +1,5 @@
 """Scaling on one CPU machine: training throughput of 1 process × 2 threads against 2 processes
-× 1 thread (DDP over Gloo, the same global batch), and the peak memory of tokenizing a corpus
+× 1 thread (DDP over Gloo, the same global batch; 1 process × 1 thread as the baseline), and the peak memory of tokenizing a corpus
 through the cache (Arrow, memory-mapped) against loading it into Python lists.
 
 Usage:
@@ -32,6 +32,7 @@ def throughput(recipe: str, steps: int, overrides: list[str], work: Path) -> Non
     every = max(1, steps // 6)
     base = [*COMMON, f"train.max_steps={steps}", f"train.log_every={every}", *overrides]
     ways = {
+        "1 process x 1 thread": (["train.threads=1", "train.accumulate=2"], None, "1"),
         "1 process x 2 threads": (["train.threads=2", "train.accumulate=2"], None, "2"),
         "2 processes x 1 thread": (["train.threads=1", "train.accumulate=1"], 2, "1"),
     }
