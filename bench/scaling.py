@@ -1,6 +1,7 @@
 """Scaling on one CPU machine: training throughput of 1 process × 2 threads against 2 processes
-× 1 thread (DDP over Gloo, the same global batch; 1 process × 1 thread as the baseline), and the peak memory of tokenizing a corpus
-through the cache (Arrow, memory-mapped) against loading it into Python lists.
+× 1 thread (DDP over Gloo, the same global batch; 1 process × 1 thread as the baseline), and
+the peak memory of tokenizing a corpus through the cache (Arrow, memory-mapped) against loading
+it into Python lists.
 
 Usage:
     python bench/scaling.py throughput [--recipe recipes/demo.yaml] [--steps 60] [KEY=VALUE...]

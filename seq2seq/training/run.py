@@ -82,6 +82,8 @@ def train(
         return _train(recipe, Path(out_dir), pick_device(device), resume, overrides)
     timeout = recipe.train.dist_timeout if recipe is not None else 30.0
     group = distributed.join(pick_device(device), timeout)
+    if not group.main:  # rank 0 tells the story; the others speak only of problems
+        logging.getLogger("seq2seq").setLevel(logging.WARNING)
     try:
         return _train(recipe, Path(out_dir), group.device, resume, overrides, group)
     except Exception as exc:
@@ -213,9 +215,10 @@ def _after_step(
     )
     if stopping:
         trainer.save()
+        nproc = f"--nproc {trainer.group.world} " if trainer.group.world > 1 else ""
         raise InterruptedRun(
             f"{stop.requested or 'stop requested on another rank'}: stopped at step "
-            f"{state.step}; checkpoint saved; continue with: seq2seq train --resume "
+            f"{state.step}; checkpoint saved; continue with: seq2seq train {nproc}--resume "
             f"{trainer.out_dir}"
         )
     if cfg.validation.every > 0 and state.step % cfg.validation.every == 0:
