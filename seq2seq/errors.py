@@ -50,3 +50,7 @@ class DataError(Seq2SeqError):
 
 class BundleError(Seq2SeqError):
     """A run dir is not a usable bundle, or a checkpoint cannot be read."""
+
+
+class StorageError(Seq2SeqError):
+    """A file of the run could not be written (disk full, permissions); nothing earlier is lost."""

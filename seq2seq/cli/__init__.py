@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -60,9 +61,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         code = 130
-    except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
-        sys.stderr.close()
-        code = 0
+    except BrokenPipeError:  # the reader went away (e.g. `| head -1`): stop quietly, like cat
+        _silence_stdout()
+        code = 141  # 128 + SIGPIPE, what a shell reports for a writer killed by a closed pipe
     except Exception as exc:
         if debug:
             traceback.print_exc()
@@ -73,6 +74,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         code = 3
     sys.exit(code)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _register_commands() -> None:

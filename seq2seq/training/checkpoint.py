@@ -27,7 +27,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from seq2seq.errors import BundleError
+from seq2seq.errors import BundleError, StorageError
 
 CHECKPOINTS = "checkpoints"
 WEIGHTS = "model.safetensors"
@@ -119,8 +119,8 @@ def save_checkpoint(
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:08d}"
     final = root / name
+    remove_temporaries(root)
     tmp = root / f".{name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
         atomic_write(tmp / WEIGHTS, weights_bytes(model, {"step": str(step)}))
@@ -139,6 +139,30 @@ def save_checkpoint(
         atomic_write(root / "best.json", json.dumps({"dir": name, "step": step, **best}).encode())
     prune(root, keep)
     return final
+
+
+def remove_temporaries(root: Path) -> None:
+    """Delete what an interrupted save left behind (only one process writes checkpoints)."""
+    for leftover in root.glob(".*.tmp-*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+
+
+def save_failed(run_dir: Path, step: int, exc: OSError) -> StorageError:
+    """The error for a checkpoint that could not be written, saying what is still safe."""
+    previous = read_pointer(run_dir, "latest")
+    kept = (
+        f"the previous checkpoint ({previous['dir']}) is intact"
+        if previous
+        else "there is no earlier checkpoint"
+    )
+    return StorageError(
+        f"could not save the checkpoint of step {step} in {run_dir / CHECKPOINTS}: "
+        f"{exc.strerror or exc}; {kept}. Free disk space or fix the permissions, then "
+        f"continue with: seq2seq train --resume {run_dir}"
+    )
 
 
 def read_pointer(run_dir: Path, which: str) -> dict[str, Any] | None:
