@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import click
 
 from seq2seq import __version__, registry
-from seq2seq.errors import Seq2SeqError
+from seq2seq.errors import OutputClosed, Seq2SeqError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -55,7 +55,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except Seq2SeqError as exc:
         if debug:
             traceback.print_exc()
-        prefix = "stopped" if exc.exit_code == 130 else "error"
+        if isinstance(exc, OutputClosed):
+            _silence_stdout()
+        prefix = "stopped" if exc.exit_code in (130, 141) else "error"
         click.echo(f"{prefix}: {exc}", err=True)
         code = exc.exit_code
     except KeyboardInterrupt:
@@ -63,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = 130
     except BrokenPipeError:  # the reader went away (e.g. `| head -1`): stop quietly, like cat
         _silence_stdout()
-        code = 141  # 128 + SIGPIPE, what a shell reports for a writer killed by a closed pipe
+        code = OutputClosed.exit_code
     except Exception as exc:
         if debug:
             traceback.print_exc()

@@ -102,7 +102,7 @@ def translate_command(
     """Translate text with the model in RUN_DIR (the --out dir of `seq2seq train`)."""
     from seq2seq.bundle import load_run
     from seq2seq.data.dataset import decode_lines, iter_text_lines
-    from seq2seq.errors import DataError
+    from seq2seq.errors import DataError, OutputClosed
     from seq2seq.inference import translate_stream
     from seq2seq.training.run import pick_device
 
@@ -151,9 +151,14 @@ def translate_command(
                 if output_format == "text"
                 else jsonl_record(index, translation, with_attention)
             )
-            out.write(line + "\n")
-            if out is sys.stdout:
-                out.flush()
+            try:
+                out.write(line + "\n")
+                if out is sys.stdout:
+                    out.flush()
+            except BrokenPipeError as exc:
+                raise OutputClosed(
+                    f"the reader closed the output after {index} lines; translation stopped"
+                ) from exc
             bar.update(1)
         if index < 0:  # raised inside the block so a partial -o file is never renamed
             where = "standard input" if total is None else f"--input {input_path}"

@@ -128,7 +128,7 @@ def save_checkpoint(
         torch.save(trainer_state, buffer)
         atomic_write(tmp / TRAINER, buffer.getvalue())
         if final.exists():  # re-saving the same step (e.g. the final save right after a validation)
-            shutil.rmtree(final)
+            discard(final)
         os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -199,7 +199,16 @@ def prune(root: Path, keep: int) -> None:
     steps = sorted(p for p in root.glob("step-*") if p.is_dir())
     for old in steps[: max(0, len(steps) - max(keep, 1))]:
         if old.name not in protected:
-            shutil.rmtree(old, ignore_errors=True)
+            discard(old)
+
+
+def discard(directory: Path) -> None:
+    """Delete a step directory so that a kill midway never leaves half a checkpoint under a
+    step name: rename it to a temporary name first (atomic), then delete that."""
+    doomed = directory.with_name(f".{directory.name}.tmp-{os.getpid()}-old")
+    os.rename(directory, doomed)
+    fsync_dir(directory.parent)
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def load_trainer_state(directory: Path) -> dict[str, Any]:

@@ -4,6 +4,7 @@ traceback, and no output file that looks complete."""
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -65,8 +66,18 @@ RECIPE_CASES: list[tuple[str, Callable[[Recipe], Any], list[str], str]] = [
     ("component without type", edit("model.encoder", {"hidden_size": 8}), [], "model.encoder"),
     ("component refuses value", edit("search", {"type": "beam", "max_length": 0}), [], "at least"),
     ("select not a metric", edit("train.validation.select", "rouge9"), [], "neither loss"),
-    ("early stop needs valid", edit("data.valid", None), ["train.early_stopping.patience=3"], "needs"),
-    ("share needs joint", edit("data.joint_vocab", False), ["model.share_embeddings=true"], "joint"),
+    (
+        "early stop needs valid",
+        edit("data.valid", None),
+        ["train.early_stopping.patience=3"],
+        "needs",
+    ),
+    (
+        "share needs joint",
+        edit("data.joint_vocab", False),
+        ["model.share_embeddings=true"],
+        "joint",
+    ),
     ("files and dataset", edit("data.train.dataset", "json"), [], "give one of"),
     ("only source", edit("data.train.target", ...), [], "give both `source` and `target`"),
     ("tsv and files", edit("data.train.tsv", "x.tsv"), [], "give one of"),
@@ -215,3 +226,85 @@ def make_long_pairs(root: Path) -> Path:
     pairs += [("", "1"), ("1 " * 50, "2"), ("3", "  ")]
     write_pairs(root, "mixed", pairs)
     return root
+
+
+def test_dropped_pairs_are_counted_not_fatal(reversal_dir, tmp_path, capsys, caplog) -> None:
+    """Blank and over-long training pairs are dropped with a count; training goes on."""
+    caplog.set_level(logging.INFO)
+    make_long_pairs(tmp_path)
+    recipe = tiny_recipe(reversal_dir, train={"max_steps": 2, "validation": {"every": 0}})
+    recipe["data"]["train"] = {
+        "source": str(tmp_path / "mixed.src"),
+        "target": str(tmp_path / "mixed.tgt"),
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    code, _, err = run(["train", str(path), "--out", str(tmp_path / "run")], capsys)
+    assert code == 0, err
+    assert "dropped 3 of 303 training pairs" in caplog.text
+
+
+# (case, input bytes, what the message must say); the line with the bad bytes is named
+TRANSLATE_ERRORS = [
+    ("not UTF-8 on line 3", b"1 2\n3 4\n5 \xe9 6\n7\n", "line 3 is not valid UTF-8"),
+    ("binary", bytes(range(256)) * 8, "is not valid UTF-8"),
+    ("truncated UTF-8 at the end", b"1 2\n\xe2\x82", "line 2 is not valid UTF-8"),
+    ("empty", b"", "is empty: there is nothing to translate"),
+]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [case[1:] for case in TRANSLATE_ERRORS],
+    ids=[case[0] for case in TRANSLATE_ERRORS],
+)
+def test_translate_input_errors_leave_no_output(data, expected, trained, tmp_path, capsys) -> None:
+    """Bad input: exit 1 with the message, and no output file (not even a partial one)."""
+    run_dir, _ = trained
+    source, target = tmp_path / "in.txt", tmp_path / "out" / "out.txt"
+    target.parent.mkdir()
+    source.write_bytes(data)
+    code, _, err = run(
+        ["translate", str(run_dir), "-i", str(source), "-o", str(target), "--batch-size", "1"],
+        capsys,
+    )
+    assert_one_message(code, err, expected)
+    assert list(target.parent.iterdir()) == []
+
+
+ODD_LINES = [
+    "1 2 3",
+    "",
+    "   ",
+    "\t4\t5\t",
+    "6 " * 50_000,  # a 100,000-character line
+    "\x00 7 \x00",
+    "8 9\r",  # a stray carriage return inside the file
+    "ü ß 😀 \u200f مرحبا",
+    "1 2 3",
+    "\u2028 3 \u2029",  # Unicode line separators are not line ends
+]
+
+
+def test_odd_lines_keep_count_and_order(trained, tmp_path, capsys, caplog) -> None:
+    """Every input line gives exactly one output line, in order; each equals its own
+    translation alone; an over-long line is cut with a warning, not dropped."""
+    run_dir, _ = trained
+    source, target = tmp_path / "in.txt", tmp_path / "out.txt"
+    source.write_text("\n".join(ODD_LINES) + "\n", encoding="utf-8", newline="")
+    code, _, err = run(
+        ["translate", str(run_dir), "-i", str(source), "-o", str(target), "--batch-size", "3"],
+        capsys,
+    )
+    assert code == 0, err
+    assert "input line 5 has" in caplog.text and "translating its first 1024" in caplog.text
+    together = target.read_text(encoding="utf-8").split("\n")
+    assert together[-1] == "" and len(together) == len(ODD_LINES) + 1
+    assert together[1] == together[2] == ""
+    assert together[0] == together[8]
+    for number, line in enumerate(ODD_LINES):
+        alone = tmp_path / f"line{number}.txt"
+        alone.write_text(line + "\n", encoding="utf-8", newline="")
+        code, out, err = run(["-q", "translate", str(run_dir), "-i", str(alone)], capsys)
+        assert code == 0, err
+        assert out == together[number] + "\n", f"line {number + 1}"

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from seq2seq.cli import main
-from tests.conftest import reversal_pairs, tiny_recipe, write_pairs
+from tests.conftest import tiny_recipe
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
