@@ -18,6 +18,7 @@ import json
 import os
 import pickle
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -217,7 +218,9 @@ def load_trainer_state(directory: Path) -> dict[str, Any]:
     if not path.is_file():
         raise BundleError(f"trainer state {path} is missing; cannot resume from this checkpoint")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a foreign pickle protocol is refused below anyway
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise BundleError(
             f"refusing to load {path}: it holds objects other than tensors and plain data, "

@@ -164,7 +164,8 @@ def _after_step(
     lr = trainer.optimizer.param_groups[0]["lr"]
     window = progress.update(state.step, stats.loss, stats.tokens, stats.grad_norm, lr)
     if window is not None:
-        append_metrics(trainer.out_dir, {"step": state.step, "split": "train", **window})
+        record = {"step": state.step, "split": "train", **window}
+        append_metrics(trainer.out_dir, {**record, "nonfinite": state.nonfinite_total})
     if state.nonfinite_in_a_row >= cfg.max_nonfinite:
         trainer.save()
         raise Seq2SeqError(

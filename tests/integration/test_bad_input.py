@@ -4,8 +4,10 @@ traceback, and no output file that looks complete."""
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 def assert_one_message(code: int, err: str, expected: str, exit_code: int = 1) -> None:
     """The shape every user error must have (the expected words outside any temp path)."""
     assert code == exit_code, err
-    assert expected in re.sub(r"/\S*pytest-of\S*", "PATH", err), err
+    assert expected in re.sub(r"/\S*pytest-of\S*/", "PATH/", err), err
     assert "Traceback" not in err and "internal error" not in err, err
 
 
@@ -126,7 +128,7 @@ GOOD = b"1 2 3\n4 5 6\n7 8 9\n"
 # (case, train corpus built in a folder, what the message must say)
 DATA_CASES: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
     ("missing file", lambda d: {"source": str(d / "no.src"), "target": str(d / "no.tgt")},
-     "data.train.source: file PATH not found"),
+     "data.train.source: file PATH/no.src not found"),
     ("a directory", lambda d: {"source": str(d), "target": str(d)}, "is not a file"),
     ("empty file", lambda d: pairs_files(d, b"", b""), "is empty"),
     ("line counts differ", lambda d: pairs_files(d, GOOD, b"1\n2\n"), "has 3 lines but"),
@@ -309,3 +311,85 @@ def test_odd_lines_keep_count_and_order(trained, tmp_path, capsys, caplog) -> No
         code, out, err = run(["-q", "translate", str(run_dir), "-i", str(alone)], capsys)
         assert code == 0, err
         assert out == together[number] + "\n", f"line {number + 1}"
+
+
+def best_dir(run: Path) -> Path:
+    """The checkpoint `translate` loads."""
+    pointer = json.loads((run / "checkpoints" / "best.json").read_text("utf-8"))
+    return run / "checkpoints" / pointer["dir"]
+
+
+def rewrite_meta(run: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Edit bundle.json in place."""
+    meta = json.loads((run / "bundle.json").read_text("utf-8"))
+    change(meta)
+    (run / "bundle.json").write_text(json.dumps(meta), encoding="utf-8")
+
+
+def truncate(path: Path) -> None:
+    """Cut a file to a third of its size."""
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+
+
+def plant_pickle(path: Path) -> None:
+    """A trainer state that would run code when unpickled."""
+    import pickle
+
+    path.write_bytes(pickle.dumps({"loop": {"step": 1}, "x": print}))
+
+
+# (case, damage done to a copy of a good run dir, command, what the message must say)
+BUNDLE_CASES: list[tuple[str, Callable[[Path], Any], str, str]] = [
+    ("no bundle.json", lambda r: (r / "bundle.json").unlink(), "translate",
+     "bundle.json is missing"),
+    ("bundle.json garbage", lambda r: (r / "bundle.json").write_bytes(b"{\xff"), "translate",
+     "PATH/bundle.json is damaged"),
+    ("newer format", lambda r: rewrite_meta(r, lambda m: m.update(format=99)), "translate",
+     "has bundle format 99, newer than"),
+    ("recipe gone bad", lambda r: rewrite_meta(r, lambda m: m["recipe"].update(train=5)),
+     "translate", "no longer validates"),
+    ("component missing", lambda r: rewrite_meta(
+        r, lambda m: m["components"]["attention"].update(name="fancy", origin="fancy-pkg 1.0")),
+     "translate", "needs attention 'fancy' (fancy-pkg 1.0), which is not available"),
+    ("tokenizer missing", lambda r: (r / "tokenizer" / "joint.bin").unlink(), "translate",
+     "tokenizer file PATH/joint.bin is missing"),
+    ("tokenizer garbage", lambda r: (r / "tokenizer" / "joint.bin").write_bytes(b"junk"),
+     "translate", "not a sentencepiece model"),
+    ("weights missing", lambda r: (best_dir(r) / "model.safetensors").unlink(), "translate",
+     "weights file PATH/model.safetensors is missing"),
+    ("weights truncated", lambda r: truncate(best_dir(r) / "model.safetensors"), "translate",
+     "weights file PATH/model.safetensors is damaged or truncated"),
+    ("no checkpoint", lambda r: shutil.rmtree(r / "checkpoints"), "translate",
+     "has no checkpoint yet"),
+    ("planted pickle", lambda r: plant_pickle(latest_dir(r) / "trainer.pt"), "resume",
+     "refusing to load PATH/trainer.pt"),
+    ("trainer state truncated", lambda r: truncate(latest_dir(r) / "trainer.pt"), "resume",
+     "trainer state PATH/trainer.pt is damaged or truncated"),
+]  # fmt: skip
+
+
+def latest_dir(run: Path) -> Path:
+    """The checkpoint `--resume` continues from."""
+    pointer = json.loads((run / "checkpoints" / "latest.json").read_text("utf-8"))
+    return run / "checkpoints" / pointer["dir"]
+
+
+@pytest.mark.parametrize(
+    ("damage", "command", "expected"),
+    [case[1:] for case in BUNDLE_CASES],
+    ids=[case[0] for case in BUNDLE_CASES],
+)
+def test_damaged_run_dirs(damage, command, expected, trained, tmp_path, capsys) -> None:
+    """A damaged or foreign run dir is named precisely and nothing of it is executed."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained[0], run_dir)
+    damage(run_dir)
+    source = tmp_path / "in.txt"
+    source.write_text("1 2 3\n", encoding="utf-8")
+    if command == "translate":
+        args = ["translate", str(run_dir), "-i", str(source), "-o", str(tmp_path / "out.txt")]
+    else:
+        args = ["train", "--resume", str(run_dir), "train.max_steps=20"]
+    code, _, err = run(args, capsys)
+    assert_one_message(code, err, expected)
+    assert not (tmp_path / "out.txt").exists()

@@ -176,3 +176,45 @@ def test_broken_output_pipe_stops_quietly(trained, tmp_path) -> None:
     message, status = proc.stderr.strip().split("\n")
     assert message.startswith("stopped: the reader closed the output after"), proc.stderr
     assert status == "status 141"
+
+
+def nan_loss_at(steps: set[int] | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the training loss NaN at these update numbers (1-based; None: always)."""
+    from seq2seq.training import trainer as trainer_module
+
+    real_loss, calls = trainer_module.sequence_loss, {"n": 0}
+
+    def loss(*args, **kwargs):
+        total, count = real_loss(*args, **kwargs)
+        calls["n"] += 1
+        if steps is None or calls["n"] in steps:
+            total = total * float("nan")
+        return total, count
+
+    monkeypatch.setattr(trainer_module, "sequence_loss", loss)
+
+
+def test_nonfinite_steps_are_skipped_and_counted(reversal_dir, tmp_path, monkeypatch) -> None:
+    """A NaN loss skips that update (weights stay finite) and is counted in metrics.jsonl."""
+    from seq2seq.bundle import load_run
+    from seq2seq.training.metrics_log import read_metrics
+
+    nan_loss_at({2, 3}, monkeypatch)
+    recipe = tiny_recipe(reversal_dir, train={"max_steps": 6, "log_every": 6})
+    train(parse_recipe(recipe), tmp_path / "run")
+    records = [r for r in read_metrics(tmp_path / "run") if r["split"] == "train"]
+    assert records[-1]["nonfinite"] == 2
+    model = load_run(tmp_path / "run", "latest").model
+    assert all(bool(p.isfinite().all()) for p in model.parameters())
+
+
+def test_nonfinite_in_a_row_stops_after_saving(reversal_dir, tmp_path, monkeypatch) -> None:
+    """train.max_nonfinite NaN losses in a row: saved, stopped, with advice."""
+    from seq2seq.errors import Seq2SeqError
+
+    nan_loss_at(None, monkeypatch)
+    recipe = tiny_recipe(reversal_dir, train={"max_steps": 50, "max_nonfinite": 3})
+    with pytest.raises(Seq2SeqError, match="3 non-finite losses or gradients in a row") as info:
+        train(parse_recipe(recipe), tmp_path / "run")
+    assert "lower train.lr" in str(info.value)
+    assert ckpt.read_pointer(tmp_path / "run", "latest")["step"] == 3
