@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from seq2seq.errors import StorageError
@@ -56,7 +57,8 @@ def every_checkpoint_loads(run_dir: Path) -> int:
 
 def test_sigkill_at_random_moments_never_breaks_a_checkpoint(reversal_dir, tmp_path) -> None:
     """Kill -9 a run five times at random instants (a checkpoint is written every step, so
-    kills land inside saves too); every surviving checkpoint loads and the run resumes."""
+    kills land inside saves too); every surviving checkpoint loads, and the run resumed after
+    the kills ends with exactly the parameters of a run never killed."""
     recipe = tiny_recipe(
         reversal_dir,
         train={"max_steps": 100000, "max_epochs": 1000, "validation": {"every": 1}},
@@ -88,6 +90,24 @@ def test_sigkill_at_random_moments_never_breaks_a_checkpoint(reversal_dir, tmp_p
     assert proc.returncode == 0, err
     assert ckpt.read_pointer(run_dir, "latest")["step"] == steps_seen[-1] + 3
     assert not list((run_dir / "checkpoints").glob(".*tmp*")), "leftovers of killed saves"
+    # the killed-and-resumed run ends bitwise where an uninterrupted run of that length ends
+    whole = tmp_path / "whole"
+    proc = start_training([str(path), "--out", str(whole), f"train.max_steps={steps_seen[-1] + 3}"])
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    resumed, uninterrupted = final_weights(run_dir), final_weights(whole)
+    assert resumed.keys() == uninterrupted.keys()
+    for name, tensor in resumed.items():
+        assert torch.equal(tensor, uninterrupted[name]), name
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    """The tensors of the latest checkpoint."""
+    from safetensors.torch import load_file
+
+    latest = ckpt.checkpoint_dir(run_dir, "latest")
+    assert latest is not None
+    return load_file(str(latest / ckpt.WEIGHTS))
 
 
 def test_second_sigint_exits_at_once(reversal_dir, tmp_path) -> None:
