@@ -88,9 +88,9 @@ def _silence_stdout() -> None:
 
 
 def _register_commands() -> None:
-    from seq2seq.cli import components, evaluate, train, translate, validate
+    from seq2seq.cli import components, evaluate, plot, train, translate, validate
 
-    for module in (train, translate, evaluate, validate, components):
+    for module in (train, translate, evaluate, validate, components, plot):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from matplotlib.figure import Figure
 from torch import Tensor
@@ -81,3 +82,15 @@ def write_attention(
     """Draw one sentence's attention into DIRECTORY/<line>.png."""
     figure = attention_figure(source, target, weights, heads, f"input line {line}")
     return save_png(figure, Path(directory) / figure_name(line))
+
+
+def write_translation_attention(directory: str | Path, line: int, translation: Any) -> Path | None:
+    """Draw the best hypothesis of an `inference.Translation`; None when there is nothing to
+    draw (a blank line, or a search that keeps no attention)."""
+    if not translation.hypotheses or translation.hypotheses[0].attention is None:
+        return None
+    best = translation.hypotheses[0]
+    target = [*translation.pieces[0], "</s>"]
+    return write_attention(
+        directory, line, translation.source_pieces, target, best.attention, best.head_attention
+    )

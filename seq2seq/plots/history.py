@@ -7,14 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seq2seq.errors import Seq2SeqError
+from seq2seq.errors import PlotError
 
 METRICS_FILE = "metrics.jsonl"
 NOT_SERIES = ("step", "split")
-
-
-class PlotError(Seq2SeqError):
-    """A run dir cannot be plotted: it is missing or has no metrics."""
 
 
 @dataclass

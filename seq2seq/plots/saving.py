@@ -7,6 +7,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from seq2seq.errors import PlotError
+
 DPI = 100
 
 
@@ -17,6 +19,8 @@ def save_png(figure: Figure, path: str | Path) -> Path:
     try:
         figure.savefig(tmp, format="png", dpi=DPI)
         os.replace(tmp, target)
+    except OSError as exc:
+        raise PlotError(f"cannot write {target}: {exc.strerror or exc}") from exc
     finally:
         tmp.unlink(missing_ok=True)
     return target
