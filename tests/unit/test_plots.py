@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -168,3 +170,20 @@ def test_attention_figure_grows_with_length_and_caps_long_sentences() -> None:
 def test_figure_names_are_numbered_by_line() -> None:
     """Line 1 → 00001.png, so files sort in input order."""
     assert [figure_name(1), figure_name(123)] == ["00001.png", "00123.png"]
+
+
+def test_save_png_writes_a_pipe_in_place(tmp_path: Path) -> None:
+    """A pipe or device (`--out /dev/null`) is written, not replaced by a renamed file; a
+    directory is a clear error."""
+    figure = attention_figure(["a", "</s>"], ["b", "</s>"], torch.eye(2))
+    pipe = tmp_path / "pipe.png"
+    os.mkfifo(pipe)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_bytes()), daemon=True)
+    reader.start()
+    save_png(figure, pipe)
+    reader.join(timeout=30)
+    assert pipe.is_fifo()
+    assert received and received[0].startswith(b"\x89PNG")
+    with pytest.raises(PlotError, match="cannot write"):
+        save_png(figure, tmp_path)
