@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from seq2seq.errors import PlotError
+from seq2seq.training.metrics_log import METRICS as METRICS_FILE
+from seq2seq.training.metrics_log import parse_metric_lines
 
-METRICS_FILE = "metrics.jsonl"
 NOT_SERIES = ("step", "split")
 
 
@@ -53,12 +53,8 @@ def parse_records(lines: list[str], name: str) -> History:
     previous one of its split replaces everything logged from that step on.
     """
     history = History(name)
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+    for record in parse_metric_lines(lines):
+        if not isinstance(record.get("step"), int):
             continue
         split = record.get("split")
         if split not in ("train", "valid"):
