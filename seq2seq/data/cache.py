@@ -24,7 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from seq2seq.data.dataset import as_text, iter_text_lines, load_table
+from seq2seq.data.dataset import as_text, iter_text_lines, iter_tsv, load_table
 from seq2seq.errors import DataError
 from seq2seq.recipe import Corpus
 
@@ -47,7 +47,9 @@ def file_fingerprint(path: Path) -> dict[str, Any]:
 
 def corpus_fingerprint(corpus: Corpus) -> dict[str, Any]:
     """What identifies a corpus's content: the recipe entry plus each local file's fingerprint."""
-    if corpus.dataset is None:
+    if corpus.tsv is not None:
+        files = [corpus.tsv]
+    elif corpus.dataset is None:
         assert corpus.source is not None and corpus.target is not None
         files = [corpus.source, corpus.target]
     else:
@@ -105,7 +107,7 @@ def raw_pairs(corpus: Corpus, label: str, scratch: Path) -> Any:
         try:
             table = datasets.Dataset.from_generator(
                 file_pairs,
-                gen_kwargs={"source": corpus.source, "target": corpus.target, "label": label},
+                gen_kwargs=pair_source(corpus, label),
                 cache_dir=str(scratch),
                 features=datasets.Features(
                     {"source": datasets.Value("string"), "target": datasets.Value("string")}
@@ -130,8 +132,20 @@ def unwrap_data_error(exc: BaseException) -> BaseException:
     return exc
 
 
-def file_pairs(source: str, target: str, label: str) -> Iterator[dict[str, str]]:
-    """Aligned lines of two files, one pair at a time (UTF-8 checked, counts compared)."""
+def pair_source(corpus: Corpus, label: str) -> dict[str, str | None]:
+    """The arguments of `file_pairs` for a corpus of files (two aligned ones, or one TSV)."""
+    return {"source": corpus.source, "target": corpus.target, "tsv": corpus.tsv, "label": label}
+
+
+def file_pairs(
+    source: str | None, target: str | None, tsv: str | None, label: str
+) -> Iterator[dict[str, str]]:
+    """Aligned pairs, one at a time (UTF-8 checked; line counts or TSV columns checked)."""
+    if tsv is not None:
+        for s, t in iter_tsv(Path(tsv), label):
+            yield {"source": s, "target": t}
+        return
+    assert source is not None and target is not None
     src = iter_text_lines(Path(source), f"{label}.source")
     tgt = iter_text_lines(Path(target), f"{label}.target")
     counts = [0, 0]

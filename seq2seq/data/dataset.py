@@ -58,6 +58,27 @@ def _read_files(corpus: Corpus, label: str) -> tuple[list[str], list[str]]:
     return source, target
 
 
+def iter_tsv(path: Path, label: str) -> Iterator[tuple[str, str]]:
+    """(source, target) from each `source<TAB>target` line of a file, one at a time."""
+    for number, line in enumerate(iter_text_lines(path, f"{label}.tsv"), start=1):
+        columns = line.split("\t")
+        if len(columns) != 2:
+            raise DataError(
+                f"{label}.tsv: {path} line {number} has {len(columns)} tab-separated "
+                "columns; each line must be `source<TAB>target` (no tabs inside the text)"
+            )
+        yield columns[0], columns[1]
+
+
+def _read_tsv(corpus: Corpus, label: str) -> tuple[list[str], list[str]]:
+    """Source and target from one file of `source<TAB>target` lines."""
+    assert corpus.tsv is not None
+    pairs = list(iter_tsv(Path(corpus.tsv), label))
+    if not pairs:
+        raise DataError(f"{label}.tsv: file {corpus.tsv} is empty")
+    return [s for s, _ in pairs], [t for _, t in pairs]
+
+
 def load_table(corpus: Corpus, label: str) -> Any:
     """The corpus's `datasets` table (Arrow, cached by datasets), its columns checked."""
     import datasets  # imported here: it is slow to import and only this path needs it
@@ -118,6 +139,8 @@ def read_corpus(corpus: Corpus, label: str) -> tuple[list[str], list[str]]:
     """Source and target texts of a recipe split, aligned, cut to `limit`."""
     if corpus.dataset is not None:
         source, target = _read_dataset(corpus, label)
+    elif corpus.tsv is not None:
+        source, target = _read_tsv(corpus, label)
     else:
         source, target = _read_files(corpus, label)
     if corpus.limit is not None:

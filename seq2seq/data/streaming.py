@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from seq2seq.data.batching import token_batches
-from seq2seq.data.cache import Encoder, file_pairs
+from seq2seq.data.cache import Encoder, file_pairs, pair_source
 from seq2seq.data.dataset import check_columns
 from seq2seq.errors import DataError
 from seq2seq.recipe import Corpus
@@ -30,12 +30,12 @@ def pair_stream(corpus: Corpus, label: str) -> Any:
     datasets.disable_progress_bars()  # training shows its own progress
 
     if corpus.dataset is None:
-        for path in (corpus.source, corpus.target):
+        paths = [corpus.tsv] if corpus.tsv is not None else [corpus.source, corpus.target]
+        for path in paths:
             if path is None or not Path(path).is_file():
                 raise DataError(f"{label}: file {path} not found")
         stream = datasets.IterableDataset.from_generator(
-            file_pairs,
-            gen_kwargs={"source": corpus.source, "target": corpus.target, "label": label},
+            file_pairs, gen_kwargs=pair_source(corpus, label)
         )
     else:
         try:

@@ -29,10 +29,11 @@ LOSS_METRICS = {"loss": False, "ppl": False}  # name → higher is better
 
 @dataclass
 class Corpus:
-    """One split: two line-aligned text files, or a Hugging Face `datasets` source."""
+    """One split: two line-aligned text files, one TSV file, or a Hugging Face `datasets` source."""
 
     source: str | None = None  # text file, one segment per line
     target: str | None = None  # text file aligned line by line with `source`
+    tsv: str | None = None  # one file instead: source<TAB>target on each line
     dataset: str | None = None  # datasets builder (json, csv, parquet) or hub name
     data_files: str | list[str] | None = None  # local files for a builder such as json
     config: str | None = None  # dataset configuration name (hub datasets)
@@ -151,6 +152,7 @@ class TrainConfig:
     accumulate: int = 1  # batches per process summed into one update (global batch: × processes)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16/fp16 on GPU, else fp32
     dist_timeout: float = 30.0  # minutes a process waits for the others before the job fails
+    tensorboard: bool = False  # also log to RUN_DIR/tensorboard (needs seq2seq[tensorboard])
 
 
 @dataclass

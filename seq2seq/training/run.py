@@ -3,24 +3,25 @@ update, validating and checkpointing every N steps."""
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from seq2seq.bundle import load_tokenizers, read_bundle_meta, write_bundle
-from seq2seq.errors import InterruptedRun, Problem, RecipeError, Seq2SeqError
+from seq2seq.errors import InterruptedRun, Problem, RecipeError, Seq2SeqError, StorageError
 from seq2seq.model import count_parameters
+from seq2seq.plots.tensorboard import summary_writer_class
 from seq2seq.recipe import Recipe, TrainConfig, apply_overrides, parse_recipe
 from seq2seq.training import checkpoint as ckpt
 from seq2seq.training import distributed
 from seq2seq.training.feed import updates
+from seq2seq.training.metrics_log import trim_metrics
 from seq2seq.training.prepare import prepare
 from seq2seq.training.progress import Progress, SilentProgress
+from seq2seq.training.reports import RunReports, SilentReports
 from seq2seq.training.signals import GracefulStop
 from seq2seq.training.trainer import StepStats, Trainer
 
@@ -56,11 +57,6 @@ def check_out_dir(out_dir: Path, resume: bool) -> None:
         )
     elif out_dir.exists() and any(out_dir.iterdir()):
         raise Seq2SeqError(f"--out {out_dir} exists and is not empty; choose another --out")
-
-
-def _log_metrics(out_dir: Path, record: dict[str, Any]) -> None:
-    with open(out_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
 
 
 def seed_everything(seed: int) -> None:
@@ -121,6 +117,8 @@ def _train(
         recipe = parse_recipe(data, f"{out}/bundle.json (recipe)")
         tokenizers = load_tokenizers(out, meta, recipe)
     assert recipe is not None
+    if recipe.train.tensorboard:  # fail before the data is read, not at the first log line
+        summary_writer_class()
     if recipe.train.threads:
         torch.set_num_threads(recipe.train.threads)
     seed_everything(recipe.seed)
@@ -133,6 +131,8 @@ def _train(
         if directory is not None:
             trainer.restore(directory)
             log.info("resuming from %s (step %d)", directory.name, trainer.state.step)
+            if group.main:
+                trim_metrics(out, trainer.state.step)
             if saved_lr is not None and recipe.train.lr != saved_lr:
                 trainer.rescale_lr(recipe.train.lr / saved_lr)
             if trainer.state.stopped_early:  # resuming asks for more training: patience restarts
@@ -140,8 +140,11 @@ def _train(
                 trainer.state.stopped_early = False
                 trainer.state.bad_validations = 0
     if group.main:
-        out.mkdir(parents=True, exist_ok=True)
-        write_bundle(out, recipe, data.tokenizers)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            write_bundle(out, recipe, data.tokenizers)
+        except OSError as exc:
+            raise StorageError(f"cannot write the run dir {out}: {exc.strerror or exc}") from exc
         log.info(
             "model: %s parameters; %s training pairs; device %s; %d process%s",
             f"{count_parameters(trainer.model):,}",
@@ -161,17 +164,21 @@ def run_loop(trainer: Trainer) -> None:
     total = trainer.total_steps()
     main = trainer.group.main
     progress = Progress(total, state.step, cfg.log_every) if main else SilentProgress()
+    reports = RunReports(trainer.out_dir, cfg.tensorboard, state.step) if main else SilentReports()
     started = time.perf_counter()
     with GracefulStop() as stop:
         try:
-            _epochs(trainer, progress, stop, started)
+            _epochs(trainer, progress, reports, stop, started)
         finally:
             progress.close()
+            reports.close()
     minutes = (time.perf_counter() - started) / 60
     progress.message(f"done: {state.step} steps in {minutes:.1f} min; run dir {trainer.out_dir}")
 
 
-def _epochs(trainer: Trainer, progress: Progress, stop: GracefulStop, started: float) -> None:
+def _epochs(
+    trainer: Trainer, progress: Progress, reports: RunReports, stop: GracefulStop, started: float
+) -> None:
     """Run epochs from the saved position until the epochs, the budget or patience run out."""
     cfg, state = trainer.recipe.train, trainer.state
     per_update = trainer.group.world * cfg.accumulate
@@ -181,7 +188,7 @@ def _epochs(trainer: Trainer, progress: Progress, stop: GracefulStop, started: f
             stats = trainer.train_step(group)
             state.batch_in_epoch += len(group)  # global batches: the position is the same
             state.step += 1  # whatever the number of processes
-            if _after_step(trainer, progress, stop, stats, started):
+            if _after_step(trainer, progress, reports, stop, stats, started):
                 break
         else:
             state.epoch += 1
@@ -190,11 +197,16 @@ def _epochs(trainer: Trainer, progress: Progress, stop: GracefulStop, started: f
         break
     every = cfg.validation.every
     if every <= 0 or state.step % every:
-        checkpoint_and_validate(trainer, progress)
+        checkpoint_and_validate(trainer, progress, reports)
 
 
 def _after_step(
-    trainer: Trainer, progress: Progress, stop: GracefulStop, stats: StepStats, started: float
+    trainer: Trainer,
+    progress: Progress,
+    reports: RunReports,
+    stop: GracefulStop,
+    stats: StepStats,
+    started: float,
 ) -> bool:
     """Log, handle faults and stop requests, validate when due; True when training should end."""
     cfg, state = trainer.recipe.train, trainer.state
@@ -202,7 +214,8 @@ def _after_step(
     lr = trainer.optimizer.param_groups[0]["lr"]
     window = progress.update(state.step, stats.loss, stats.tokens, stats.grad_norm, lr)
     if window is not None:
-        _log_metrics(trainer.out_dir, {"step": state.step, "split": "train", **window})
+        record = {"step": state.step, "split": "train", **window}
+        reports.record({**record, "nonfinite": state.nonfinite_total})
     if state.nonfinite_in_a_row >= cfg.max_nonfinite:
         trainer.save()
         raise Seq2SeqError(
@@ -222,7 +235,7 @@ def _after_step(
             f"{trainer.out_dir}"
         )
     if cfg.validation.every > 0 and state.step % cfg.validation.every == 0:
-        checkpoint_and_validate(trainer, progress)
+        checkpoint_and_validate(trainer, progress, reports)
     return state.stopped_early or over
 
 
@@ -234,16 +247,15 @@ def out_of_budget(cfg: TrainConfig, step: int, started: float) -> bool:
     return cfg.max_minutes is not None and elapsed >= cfg.max_minutes
 
 
-def checkpoint_and_validate(trainer: Trainer, progress: Progress) -> None:
-    """Validate (when there is validation data), log, and save a checkpoint."""
+def checkpoint_and_validate(trainer: Trainer, progress: Progress, reports: RunReports) -> None:
+    """Validate (when there is validation data), log, save a checkpoint, redraw the curves."""
     best = None
     if trainer.data.valid is not None:
         # rank 0 validates; every rank applies its results, so early stopping and the schedule
         # decide the same everywhere
         results = trainer.group.broadcast(trainer.validate() if trainer.group.main else {})
         best = trainer.after_validation(results)
-        if trainer.group.main:
-            _log_metrics(trainer.out_dir, {"step": trainer.state.step, "split": "valid", **results})
+        reports.record({"step": trainer.state.step, "split": "valid", **results})
         shown = "  ".join(f"{k} {v:.3f}" for k, v in results.items())
         mark = "  (best)" if best else ""
         progress.message(f"validation at step {trainer.state.step}: {shown}{mark}")
@@ -252,3 +264,4 @@ def checkpoint_and_validate(trainer: Trainer, progress: Progress) -> None:
                 f"early stopping: no improvement for {trainer.state.bad_validations} validations"
             )
     trainer.save(best)
+    reports.validated(trainer)

@@ -127,17 +127,21 @@ class Trainer:
             self.schedule.scheduler.base_lrs = [lr * factor for lr in base]
 
     def save(self, best: dict[str, Any] | None = None) -> None:
-        """Checkpoint the current step (collective: every rank calls it, rank 0 writes)."""
+        """Checkpoint the current step (collective: every rank calls it, rank 0 writes); a
+        failed write stops training with the old checkpoint intact."""
         state = self.trainer_state()
         if self.group.main:
-            ckpt.save_checkpoint(
-                self.out_dir,
-                self.state.step,
-                self.model,
-                state,
-                self.recipe.train.keep_checkpoints,
-                best,
-            )
+            try:
+                ckpt.save_checkpoint(
+                    self.out_dir,
+                    self.state.step,
+                    self.model,
+                    state,
+                    self.recipe.train.keep_checkpoints,
+                    best,
+                )
+            except OSError as exc:
+                raise ckpt.save_failed(self.out_dir, self.state.step, exc) from exc
         self.group.barrier()  # no rank leaves (e.g. on a stop) before the checkpoint is written
 
     # ------------------------------------------------------------------ steps

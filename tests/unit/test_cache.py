@@ -158,3 +158,20 @@ def test_streaming_names_a_missing_file(tmp_path: Path) -> None:
     """A missing file fails before anything is read."""
     with pytest.raises(DataError, match="not found"):
         pair_stream(Corpus(source=str(tmp_path / "a"), target=str(tmp_path / "b")), "data.train")
+
+
+def test_tsv_corpus_through_cache_and_stream(reversal_dir: Path, tmp_path: Path) -> None:
+    """A one-file TSV corpus is cached and streamed like two aligned files."""
+    lines = zip(
+        (reversal_dir / "train.src").read_text().splitlines(),
+        (reversal_dir / "train.tgt").read_text().splitlines(),
+        strict=True,
+    )
+    tsv = tmp_path / "train.tsv"
+    tsv.write_text("".join(f"{s}\t{t}\n" for s, t in lines), encoding="utf-8")
+    recipe = _recipe(reversal_dir, {"cache_dir": str(tmp_path / "cache")})
+    recipe["data"]["train"] = {"tsv": str(tsv)}
+    assert len(prepare(parse_recipe(recipe)).train) == 3000
+    recipe["data"].update(cache_dir=None, streaming=True)
+    feed = prepare(parse_recipe(recipe)).feed
+    assert sum(len(src) for src, _ in feed.epoch(0, 0)) == 3000
