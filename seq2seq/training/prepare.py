@@ -159,7 +159,9 @@ def _cached(
     fingerprint = cache.corpus_fingerprint(data.train)
     raw = cache.RawCorpus(root, data.train, "data.train")
     try:
-        tokenizers = agree(recipe, group, tokenizers, lambda: _cached_tokenizers(recipe, root, raw))
+        tokenizers = agree(
+            recipe, group, tokenizers, lambda: _cached_tokenizers(recipe, root, raw, fingerprint)
+        )
         digest = cache.tokenizer_digest(tokenizers)
         path = root / f"pairs-{cache.key_of(fingerprint, digest, data.max_length)}"
         if group.local_rank == 0 and not path.is_dir():  # one builder per node
@@ -179,10 +181,11 @@ def _cached(
     return tokenizers, cache.CachedExamples(path)
 
 
-def _cached_tokenizers(recipe: Recipe, root: Path, raw: cache.RawCorpus) -> Tokenizers:
+def _cached_tokenizers(
+    recipe: Recipe, root: Path, raw: cache.RawCorpus, fingerprint: dict[str, Any]
+) -> Tokenizers:
     """The tokenizers fitted earlier on the same data with the same settings, or fit them."""
     data = recipe.data
-    fingerprint = cache.corpus_fingerprint(data.train)
     path = root / f"tokenizer-{cache.key_of(fingerprint, data.tokenizer, data.joint_vocab)}"
     stored = cache.load_tokenizer_entry(
         path, lambda: registry.build("tokenizer", data.tokenizer, where="data.tokenizer")
