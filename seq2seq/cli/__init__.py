@@ -76,9 +76,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _register_commands() -> None:
-    from seq2seq.cli import components, evaluate, train, translate, validate
+    from seq2seq.cli import components, evaluate, export, serve, train, translate, validate
 
-    for module in (train, translate, evaluate, validate, components):
+    for module in (train, translate, evaluate, validate, components, export, serve):
         for command in module.COMMANDS:
             cli.add_command(command)
 
