@@ -137,7 +137,7 @@ def create_app(loaded: Loaded, limits: Limits | None = None) -> FastAPI:
     async def health() -> dict[str, Any]:
         """Liveness: the model is loaded and the worker runs."""
         alive = batcher.worker.is_alive()
-        return {"status": "ok" if alive else "stopped", "pending": batcher.jobs.qsize()}
+        return {"status": "ok" if alive else "stopped", "pending": batcher.pending()}
 
     @app.get("/info")
     async def get_info() -> dict[str, Any]:
