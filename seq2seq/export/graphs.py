@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from seq2seq.model import Seq2Seq
 from seq2seq.modules.protocols import DecoderState
 
 # Optional tensor fields of DecoderState, in the order they are flattened.
@@ -80,12 +81,10 @@ def _zeros(name: str, state: DecoderState) -> Tensor:
 def unflatten(tensors: tuple[Tensor, ...], layout: StateLayout, position: int) -> DecoderState:
     """A DecoderState from the flat tensors."""
     count = 2 if layout.lstm else 1
-    hidden: Tensor | tuple[Tensor, Tensor] = (
-        (tensors[0], tensors[1]) if layout.lstm else tensors[0]
-    )
+    hidden: Tensor | tuple[Tensor, Tensor] = (tensors[0], tensors[1]) if layout.lstm else tensors[0]
     memory, mask = tensors[count], tensors[count + 1]
     rest = list(tensors[count + 2 :])
-    optional = dict(zip(layout.fields, rest[: len(layout.fields)], strict=True))
+    optional: dict[str, Any] = dict(zip(layout.fields, rest[: len(layout.fields)], strict=True))
     extra = dict(zip(layout.extra, rest[len(layout.fields) :], strict=True))
     state = DecoderState(hidden, memory, mask, position=position, extra=extra)
     return replace(state, **optional)
@@ -95,7 +94,7 @@ class FlatModel(nn.Module):
     """The model's encode and step on flat tensors; both methods are traced into one module,
     so the weights are stored once."""
 
-    def __init__(self, model: nn.Module, layout: StateLayout) -> None:
+    def __init__(self, model: Seq2Seq, layout: StateLayout) -> None:
         super().__init__()
         self.model = model
         self.layout = layout

@@ -68,14 +68,19 @@ def request_search(loaded: Loaded, request: TranslateRequest) -> dict[str, Any]:
         "length_penalty": request.length_penalty,
     }
     spec: dict[str, Any] = search_spec(
-        loaded.recipe.search, request.search or default_search(loaded), request.max_length, **options
+        loaded.recipe.search,
+        request.search or default_search(loaded),
+        request.max_length,
+        **options,
     )
     return spec
 
 
 def _check_sizes(texts: list[str], limits: Limits) -> None:
     if len(texts) > limits.max_texts:
-        raise HTTPException(413, f"{len(texts)} texts in one request; the limit is {limits.max_texts}")
+        raise HTTPException(
+            413, f"{len(texts)} texts in one request; the limit is {limits.max_texts}"
+        )
     for index, text in enumerate(texts):
         if len(text) > limits.max_chars:
             raise HTTPException(
@@ -112,7 +117,9 @@ def create_app(loaded: Loaded, limits: Limits | None = None) -> FastAPI:
     app.state.batcher = batcher
 
     @app.middleware("http")
-    async def limit_body(request: Request, call_next: Callable[..., Awaitable[Response]]) -> Response:
+    async def limit_body(
+        request: Request, call_next: Callable[..., Awaitable[Response]]
+    ) -> Response:
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limits.max_body_bytes:
             return JSONResponse(

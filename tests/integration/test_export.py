@@ -47,7 +47,9 @@ SOURCES = [s for s, _ in reversal_pairs(60, seed=42, max_len=6)]
 def outputs(directory: Path, search: str, **options: int) -> list[list[str]]:
     """Every hypothesis text of every test sentence."""
     loaded = load_run(directory)
-    found = translate_batch(loaded, build("search", {"type": search, **options}, where="t"), SOURCES)
+    found = translate_batch(
+        loaded, build("search", {"type": search, **options}, where="t"), SOURCES
+    )
     return [t.texts for t in found]
 
 
@@ -78,7 +80,11 @@ def test_export_bundle_contents(exports: dict[str, Path]) -> None:
     meta = json.loads((exports["int8"] / "bundle.json").read_text("utf-8"))
     assert meta["format"] == 1
     section = meta["export"]
-    assert (section["format"], section["runtime"], section["quantize"]) == (1, "torchscript", "int8")
+    assert (section["format"], section["runtime"], section["quantize"]) == (
+        1,
+        "torchscript",
+        "int8",
+    )
     assert section["file"] == GRAPH_FILE and len(section["sha256"]) == 64
     assert section["verified_max_difference"] <= 1e-3
     assert all((exports["int8"] / f).is_file() for f in meta["tokenizer_files"].values())
@@ -91,7 +97,9 @@ def test_export_bundle_contents(exports: dict[str, Path]) -> None:
 def test_cli_export_and_translate(reversal_run, tmp_path, capsys) -> None:
     """The commands: export with int8, then translate and beam-translate the export dir."""
     out = tmp_path / "exported"
-    code, stdout, err = run(["-q", "export", str(reversal_run), "--out", str(out), "--quantize", "int8"], capsys)
+    code, stdout, err = run(
+        ["-q", "export", str(reversal_run), "--out", str(out), "--quantize", "int8"], capsys
+    )
     assert code == 0, err
     assert "(int8)" in stdout
     source = tmp_path / "in.txt"
