@@ -3,6 +3,7 @@ size limits, /info and /health, the page, and the batcher that shares the model.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -184,3 +185,37 @@ def test_batcher_groups_same_search_and_never_mixes(loaded: Loaded) -> None:
     full.submit(["1"], greedy, "g", False)
     with pytest.raises(Busy, match="1 requests are already waiting; retry shortly"):
         full.submit(["2"], greedy, "g", False)
+
+
+def test_serve_command_starts_uvicorn_on_loopback(reversal_run, monkeypatch, capsys) -> None:
+    """`seq2seq serve RUN_DIR` builds the app with the limits given and binds 127.0.0.1:8000."""
+    import uvicorn
+
+    from seq2seq.cli import main
+
+    started: dict[str, Any] = {}
+
+    def fake_run(app: Any, host: str, port: int, log_level: str) -> None:
+        started.update(app=app, host=host, port=port)
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", str(reversal_run), "--max-texts", "3"])
+    assert exit_info.value.code == 0
+    assert (started["host"], started["port"]) == ("127.0.0.1", 8000)
+    with TestClient(started["app"]) as test_client:
+        assert test_client.get("/info").json()["limits"]["max_texts"] == 3
+    assert "serving" in capsys.readouterr().err
+
+
+def test_serve_without_the_extra_is_one_message(reversal_run, monkeypatch, capsys) -> None:
+    """Without uvicorn/FastAPI installed the command says which extra to install."""
+    from seq2seq.cli import main
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", str(reversal_run)])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "seq2seq serve needs FastAPI and uvicorn (uvicorn is missing)" in err
+    assert "pip install 'seq2seq[serve]'" in err
