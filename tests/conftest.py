@@ -66,6 +66,16 @@ def fake_plugin(
     return install
 
 
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run the CLI in-process; return (exit code, stdout, stderr)."""
+    from seq2seq.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    out, err = capsys.readouterr()
+    return int(exit_info.value.code or 0), out, err
+
+
 def write_pairs(directory: Path, name: str, pairs: list[tuple[str, str]]) -> tuple[Path, Path]:
     """Write line-aligned source/target files; return their paths."""
     src = directory / f"{name}.src"

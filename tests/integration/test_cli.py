@@ -11,14 +11,7 @@ import yaml
 
 from seq2seq.cli import main
 from tests.conftest import reversal_pairs, tiny_recipe, write_pairs
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run the CLI in-process; return (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    out, err = capsys.readouterr()
-    return int(exit_info.value.code or 0), out, err
+from tests.conftest import run_cli as run
 
 
 @pytest.fixture(scope="module")

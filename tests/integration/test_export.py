@@ -12,21 +12,13 @@ from pathlib import Path
 import pytest
 
 from seq2seq.bundle import load_run
-from seq2seq.cli import main
 from seq2seq.export.traced import GRAPH_FILE
 from seq2seq.inference import translate_batch
 from seq2seq.registry import build
 from tests.conftest import reversal_pairs
+from tests.conftest import run_cli as run
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run the CLI in-process; return (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    out, err = capsys.readouterr()
-    return int(exit_info.value.code or 0), out, err
 
 
 @pytest.fixture(scope="module")
