@@ -141,6 +141,31 @@ def tiny_recipe(data: Path, **sections: dict) -> dict:
 
 
 @pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A run dir trained for a few steps with a sentencepiece tokenizer; and its data dir.
+
+    Shared by the whole session: tests must only read it."""
+    import yaml
+
+    from seq2seq.cli import main
+
+    root = tmp_path_factory.mktemp("cli")
+    data = root / "data"
+    data.mkdir()
+    write_pairs(data, "train", reversal_pairs(400, seed=1))
+    write_pairs(data, "valid", reversal_pairs(20, seed=2))
+    recipe = tiny_recipe(data, train={"max_steps": 6, "validation": {"every": 3, "select": "bleu"}})
+    recipe["data"]["tokenizer"] = {"type": "sentencepiece", "vocab_size": 30}
+    recipe["search"] = {"type": "greedy", "max_length": 12}
+    path = root / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["-q", "train", str(path), "--out", str(root / "run"), "train.lr=0.02"])
+    assert exit_info.value.code == 0
+    return root / "run", data
+
+
+@pytest.fixture(scope="session")
 def reversal_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run dir that has learned to reverse most short digit strings (≈ 70 % exact; 150 updates,
     about 10 s on one thread), shared by the export and serve tests."""

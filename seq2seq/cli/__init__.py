@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -10,7 +11,7 @@ from collections.abc import Sequence
 import click
 
 from seq2seq import __version__, registry
-from seq2seq.errors import Seq2SeqError
+from seq2seq.errors import OutputClosed, Seq2SeqError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,15 +55,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     except Seq2SeqError as exc:
         if debug:
             traceback.print_exc()
-        prefix = "stopped" if exc.exit_code == 130 else "error"
+        if isinstance(exc, OutputClosed):
+            _silence_stdout()
+        prefix = "stopped" if exc.exit_code in (130, 141) else "error"
         click.echo(f"{prefix}: {exc}", err=True)
         code = exc.exit_code
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         code = 130
-    except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
-        sys.stderr.close()
-        code = 0
+    except BrokenPipeError:  # the reader went away (e.g. `| head -1`): stop quietly, like cat
+        _silence_stdout()
+        code = OutputClosed.exit_code
     except Exception as exc:
         if debug:
             traceback.print_exc()
@@ -73,6 +76,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         code = 3
     sys.exit(code)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _register_commands() -> None:

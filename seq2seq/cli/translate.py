@@ -37,6 +37,13 @@ def _count_lines(path: Path) -> int:
 )
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--max-length", type=click.IntRange(min=1), help="Longest output in pieces.")
+@click.option(
+    "--max-source-length",
+    default=1024,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Cut longer inputs to this many pieces, with a warning (0: no limit).",
+)
 @click.option("--search", "search", help="greedy, beam, sample (default: the recipe's).")
 @click.option("--beam-size", type=click.IntRange(min=1), help="Beam width (with --search beam).")
 @click.option("--n-best", type=click.IntRange(min=1), help="Hypotheses per input (beam).")
@@ -72,6 +79,7 @@ def translate_command(
     output_path: str | None,
     batch_size: int,
     max_length: int | None,
+    max_source_length: int,
     search: str | None,
     beam_size: int | None,
     n_best: int | None,
@@ -85,7 +93,7 @@ def translate_command(
     """Translate text with the model in RUN_DIR (the --out dir of `seq2seq train`)."""
     from seq2seq.bundle import load_run
     from seq2seq.data.dataset import decode_lines, iter_text_lines
-    from seq2seq.errors import DataError
+    from seq2seq.errors import DataError, OutputClosed
     from seq2seq.inference import translate_stream
     from seq2seq.training.run import pick_device
 
@@ -108,6 +116,8 @@ def translate_command(
     decoder = build_search(spec)
     total = None
     if input_path is None or input_path == "-":
+        if sys.stdin is None or sys.stdin.closed:
+            raise DataError("standard input is closed; give --input FILE or pipe text in")
         lines = decode_lines(sys.stdin.buffer, "stdin")
     else:
         path = Path(input_path)
@@ -116,7 +126,15 @@ def translate_command(
                             else f"--input: file {path} not found")  # fmt: skip
         lines = iter_text_lines(path, "--input")
         total = _count_lines(path)
-    stream = translate_stream(loaded, decoder, lines, batch_size, keep_attention=with_attention)
+    stream = translate_stream(
+        loaded,
+        decoder,
+        lines,
+        batch_size,
+        keep_attention=with_attention,
+        max_source_length=max_source_length or None,
+    )
+    index = -1
     with output_file(output_path) as out, _progress(total) as bar:
         for index, translation in enumerate(stream):
             line = (
@@ -124,10 +142,18 @@ def translate_command(
                 if output_format == "text"
                 else jsonl_record(index, translation, with_attention)
             )
-            out.write(line + "\n")
-            if out is sys.stdout:
-                out.flush()
+            try:
+                out.write(line + "\n")
+                if out is sys.stdout:
+                    out.flush()
+            except BrokenPipeError as exc:
+                raise OutputClosed(
+                    f"the reader closed the output after {index} lines; translation stopped"
+                ) from exc
             bar.update(1)
+        if index < 0:  # raised inside the block so a partial -o file is never renamed
+            where = "standard input" if total is None else f"--input {input_path}"
+            raise DataError(f"{where} is empty: there is nothing to translate")
 
 
 class _NoBar:

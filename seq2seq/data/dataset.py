@@ -58,6 +58,22 @@ def _read_files(corpus: Corpus, label: str) -> tuple[list[str], list[str]]:
     return source, target
 
 
+def _read_tsv(corpus: Corpus, label: str) -> tuple[list[str], list[str]]:
+    """Source and target from one file of `source<TAB>target` lines."""
+    assert corpus.tsv is not None
+    source, target = [], []
+    for number, line in enumerate(read_lines(Path(corpus.tsv), f"{label}.tsv"), start=1):
+        columns = line.split("\t")
+        if len(columns) != 2:
+            raise DataError(
+                f"{label}.tsv: {corpus.tsv} line {number} has {len(columns)} tab-separated "
+                "columns; each line must be `source<TAB>target` (no tabs inside the text)"
+            )
+        source.append(columns[0])
+        target.append(columns[1])
+    return source, target
+
+
 def _read_dataset(corpus: Corpus, label: str) -> tuple[list[str], list[str]]:
     import datasets  # imported here: it is slow to import and only this path needs it
 
@@ -107,6 +123,8 @@ def read_corpus(corpus: Corpus, label: str) -> tuple[list[str], list[str]]:
     """Source and target texts of a recipe split, aligned, cut to `limit`."""
     if corpus.dataset is not None:
         source, target = _read_dataset(corpus, label)
+    elif corpus.tsv is not None:
+        source, target = _read_tsv(corpus, label)
     else:
         source, target = _read_files(corpus, label)
     if corpus.limit is not None:

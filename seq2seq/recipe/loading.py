@@ -135,10 +135,17 @@ def _cross_checks(recipe: Recipe) -> list[Problem]:
         if corpus is None:
             continue
         files = corpus.source is not None or corpus.target is not None
-        if files and corpus.dataset is not None:
-            problems.append(Problem(path, "give either source/target files or a dataset, not both"))
-        elif corpus.dataset is None and (corpus.source is None or corpus.target is None):
-            problems.append(Problem(path, "give both `source` and `target` files, or `dataset`"))
+        given = sum([files, corpus.tsv is not None, corpus.dataset is not None])
+        if given > 1:
+            problems.append(
+                Problem(path, "give one of: source/target files, a tsv file, or a dataset")
+            )
+        elif given == 1 and files and (corpus.source is None or corpus.target is None):
+            problems.append(Problem(path, "give both `source` and `target` files"))
+        elif given == 0:
+            problems.append(
+                Problem(path, "give `source` and `target` files, a `tsv` file, or a `dataset`")
+            )
     positive = {
         "data.max_length": recipe.data.max_length,
         "model.embedding_dim": recipe.model.embedding_dim,
@@ -164,6 +171,20 @@ def _cross_checks(recipe: Recipe) -> list[Problem]:
             )
     if recipe.model.copy and not recipe.data.joint_vocab:
         problems.append(Problem("model.copy", "copying needs data.joint_vocab: true"))
+    problems += _build_problems(
+        {"search": recipe.search, "train.validation.search": recipe.train.validation.search}
+    )
+    return problems
+
+
+def _build_problems(searches: dict[str, Any]) -> list[Problem]:
+    """Searches are cheap to build, and building catches values their arguments reject."""
+    problems = []
+    for where, spec in searches.items():
+        try:
+            registry.build("search", spec, where=where)
+        except RecipeError as exc:
+            problems += exc.problems
     return problems
 
 

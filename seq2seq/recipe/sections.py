@@ -29,10 +29,11 @@ LOSS_METRICS = {"loss": False, "ppl": False}  # name → higher is better
 
 @dataclass
 class Corpus:
-    """One split: two line-aligned text files, or a Hugging Face `datasets` source."""
+    """One split: two line-aligned text files, one TSV file, or a Hugging Face `datasets` source."""
 
     source: str | None = None  # text file, one segment per line
     target: str | None = None  # text file aligned line by line with `source`
+    tsv: str | None = None  # one file instead: source<TAB>target on each line
     dataset: str | None = None  # datasets builder (json, csv, parquet) or hub name
     data_files: str | list[str] | None = None  # local files for a builder such as json
     config: str | None = None  # dataset configuration name (hub datasets)

@@ -3,21 +3,20 @@ update, validating and checkpointing every N steps."""
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from seq2seq.bundle import load_tokenizers, read_bundle_meta, write_bundle
 from seq2seq.data.batching import token_batches
-from seq2seq.errors import InterruptedRun, Problem, RecipeError, Seq2SeqError
+from seq2seq.errors import InterruptedRun, Problem, RecipeError, Seq2SeqError, StorageError
 from seq2seq.model import count_parameters
 from seq2seq.recipe import Recipe, TrainConfig, apply_overrides, parse_recipe
 from seq2seq.training import checkpoint as ckpt
+from seq2seq.training.metrics_log import append_metrics, trim_metrics
 from seq2seq.training.prepare import prepare
 from seq2seq.training.progress import Progress
 from seq2seq.training.signals import GracefulStop
@@ -55,11 +54,6 @@ def check_out_dir(out_dir: Path, resume: bool) -> None:
         )
     elif out_dir.exists() and any(out_dir.iterdir()):
         raise Seq2SeqError(f"--out {out_dir} exists and is not empty; choose another --out")
-
-
-def _log_metrics(out_dir: Path, record: dict[str, Any]) -> None:
-    with open(out_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
 
 
 def seed_everything(seed: int) -> None:
@@ -102,14 +96,18 @@ def train(
         if directory is not None:
             trainer.restore(directory)
             log.info("resuming from %s (step %d)", directory.name, trainer.state.step)
+            trim_metrics(out, trainer.state.step)
             if saved_lr is not None and recipe.train.lr != saved_lr:
                 trainer.rescale_lr(recipe.train.lr / saved_lr)
             if trainer.state.stopped_early:  # resuming asks for more training: patience restarts
                 log.info("the run had stopped early; early stopping starts counting again")
                 trainer.state.stopped_early = False
                 trainer.state.bad_validations = 0
-    out.mkdir(parents=True, exist_ok=True)
-    write_bundle(out, recipe, data.tokenizers)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_bundle(out, recipe, data.tokenizers)
+    except OSError as exc:
+        raise StorageError(f"cannot write the run dir {out}: {exc.strerror or exc}") from exc
     log.info(
         "model: %s parameters; %d training pairs; device %s",
         f"{count_parameters(trainer.model):,}",
@@ -166,7 +164,8 @@ def _after_step(
     lr = trainer.optimizer.param_groups[0]["lr"]
     window = progress.update(state.step, stats.loss, stats.tokens, stats.grad_norm, lr)
     if window is not None:
-        _log_metrics(trainer.out_dir, {"step": state.step, "split": "train", **window})
+        record = {"step": state.step, "split": "train", **window}
+        append_metrics(trainer.out_dir, {**record, "nonfinite": state.nonfinite_total})
     if state.nonfinite_in_a_row >= cfg.max_nonfinite:
         trainer.save()
         raise Seq2SeqError(
@@ -198,7 +197,7 @@ def checkpoint_and_validate(trainer: Trainer, progress: Progress) -> None:
     if trainer.data.valid is not None:
         results = trainer.validate()
         best = trainer.after_validation(results)
-        _log_metrics(trainer.out_dir, {"step": trainer.state.step, "split": "valid", **results})
+        append_metrics(trainer.out_dir, {"step": trainer.state.step, "split": "valid", **results})
         shown = "  ".join(f"{k} {v:.3f}" for k, v in results.items())
         mark = "  (best)" if best else ""
         progress.message(f"validation at step {trainer.state.step}: {shown}{mark}")

@@ -126,15 +126,18 @@ class Trainer:
             self.schedule.scheduler.base_lrs = [lr * factor for lr in base]
 
     def save(self, best: dict[str, Any] | None = None) -> None:
-        """Checkpoint the current step."""
-        ckpt.save_checkpoint(
-            self.out_dir,
-            self.state.step,
-            self.model,
-            self.trainer_state(),
-            self.recipe.train.keep_checkpoints,
-            best,
-        )
+        """Checkpoint the current step; a failed write stops training with the old one intact."""
+        try:
+            ckpt.save_checkpoint(
+                self.out_dir,
+                self.state.step,
+                self.model,
+                self.trainer_state(),
+                self.recipe.train.keep_checkpoints,
+                best,
+            )
+        except OSError as exc:
+            raise ckpt.save_failed(self.out_dir, self.state.step, exc) from exc
 
     # ------------------------------------------------------------------ steps
 
