@@ -60,3 +60,7 @@ class BundleError(Seq2SeqError):
 
 class StorageError(Seq2SeqError):
     """A file of the run could not be written (disk full, permissions); nothing earlier is lost."""
+
+
+class PlotError(Seq2SeqError):
+    """A picture cannot be made: no run dir, no metrics, or its file cannot be written."""

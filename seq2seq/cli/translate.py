@@ -62,6 +62,13 @@ def _count_lines(path: Path) -> int:
     help="jsonl: add the attention weights per target piece.",
 )
 @click.option(
+    "--plot-attention",
+    "plot_dir",
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Draw each input line's attention (best hypothesis) into DIR/00001.png, ….",
+)
+@click.option(
     "--ensemble",
     "ensemble",
     multiple=True,
@@ -86,6 +93,7 @@ def translate_command(
     length_penalty: float | None,
     output_format: str,
     with_attention: bool,
+    plot_dir: str | None,
     ensemble: tuple[str, ...],
     device: str,
     checkpoint: str,
@@ -95,6 +103,7 @@ def translate_command(
     from seq2seq.data.dataset import decode_lines, iter_text_lines
     from seq2seq.errors import DataError, OutputClosed
     from seq2seq.inference import translate_stream
+    from seq2seq.plots.attention import write_translation_attention
     from seq2seq.training.run import pick_device
 
     if with_attention and output_format != "jsonl":
@@ -114,6 +123,8 @@ def translate_command(
         length_penalty=length_penalty,
     )
     decoder = build_search(spec)
+    if plot_dir is not None:
+        _check_plottable(loaded.model, spec, plot_dir)
     total = None
     if input_path is None or input_path == "-":
         if sys.stdin is None or sys.stdin.closed:
@@ -131,12 +142,14 @@ def translate_command(
         decoder,
         lines,
         batch_size,
-        keep_attention=with_attention,
+        keep_attention=with_attention or plot_dir is not None,
         max_source_length=max_source_length or None,
     )
     index = -1
     with output_file(output_path) as out, _progress(total) as bar:
         for index, translation in enumerate(stream):
+            if plot_dir is not None:
+                write_translation_attention(plot_dir, index + 1, translation)
             line = (
                 translation.text
                 if output_format == "text"
@@ -154,6 +167,21 @@ def translate_command(
         if index < 0:  # raised inside the block so a partial -o file is never renamed
             where = "standard input" if total is None else f"--input {input_path}"
             raise DataError(f"{where} is empty: there is nothing to translate")
+
+
+def _check_plottable(model: Any, spec: dict[str, Any], plot_dir: str) -> None:
+    """--plot-attention needs a model that attends and a search that keeps the weights."""
+    from seq2seq.errors import PlotError
+
+    members = getattr(model, "models", [model])  # an ensemble's members, or the model
+    if all(getattr(m.decoder, "attention", True) is None for m in members):
+        raise PlotError("--plot-attention: the model has no attention (model.attention: none)")
+    if spec["type"] == "sample":  # sampling keeps no attention weights
+        raise click.UsageError("--plot-attention works with --search greedy or beam")
+    try:
+        Path(plot_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PlotError(f"--plot-attention: cannot create {plot_dir}: {exc.strerror}") from exc
 
 
 class _NoBar:

@@ -144,6 +144,7 @@ class TrainConfig:
     log_every: int = 50  # steps between progress lines
     max_nonfinite: int = 10  # stop after this many non-finite losses or gradients in a row
     threads: int | None = None  # torch CPU threads (None: torch's default)
+    tensorboard: bool = False  # also log to RUN_DIR/tensorboard (needs seq2seq[tensorboard])
 
 
 @dataclass

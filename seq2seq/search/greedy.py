@@ -10,6 +10,7 @@ from seq2seq.model import Seq2Seq
 from seq2seq.registry import register
 from seq2seq.search.constraints import apply_length, ban_specials, check_limits, length_limits
 from seq2seq.search.hypotheses import Hypothesis
+from seq2seq.search.trace import AttentionTrace
 
 
 @register("search", "greedy")
@@ -44,7 +45,7 @@ class GreedySearch:
         prev = torch.full((B,), sp.bos, dtype=torch.long, device=batch.src.device)
         done = torch.zeros(B, dtype=torch.bool, device=prev.device)
         scores = torch.zeros(B, device=prev.device)
-        tokens, weights = [], []
+        tokens, trace = [], AttentionTrace()
         for t in range(int(max_len.max()) + 1):  # + 1: the closing </s>
             log_probs, state = model.step(prev, state)
             log_probs = apply_length(
@@ -54,24 +55,23 @@ class GreedySearch:
             choice = choice.masked_fill(done, sp.pad)
             scores += best.masked_fill(done, 0.0)
             tokens.append(choice)
-            if keep_attention and state.weights is not None:
-                weights.append(state.weights)
+            if keep_attention:
+                trace = trace.extended(state)
             done |= choice == sp.eos
             prev = choice
             if bool(done.all()):
                 break
-        return self._collect(torch.stack(tokens, 1), scores, weights, sp.eos, batch.src_lengths)
+        return self._collect(torch.stack(tokens, 1), scores, trace, sp.eos, batch.src_lengths)
 
     @staticmethod
     def _collect(
-        tokens: Tensor, scores: Tensor, weights: list[Tensor], eos: int, src_lengths: Tensor
+        tokens: Tensor, scores: Tensor, trace: AttentionTrace, eos: int, src_lengths: Tensor
     ) -> list[list[Hypothesis]]:
-        attention = torch.stack(weights, 1) if weights else None  # (B, T, S)
         results = []
         for row, seq in enumerate(tokens.tolist()):
             length = seq.index(eos) if eos in seq else len(seq)
             width = int(src_lengths[row])  # this sentence's real source positions only
-            attn = None if attention is None else attention[row, : length + 1, :width].cpu()
+            attn, heads = trace.of_row(row, slice(None, width), length + 1)
             score = float(scores[row])
-            results.append([Hypothesis(seq[:length], score, attn, score)])
+            results.append([Hypothesis(seq[:length], score, attn, score, heads)])
         return results

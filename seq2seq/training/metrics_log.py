@@ -27,8 +27,13 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / METRICS
     if not path.is_file():
         return []
+    return parse_metric_lines(path.read_text("utf-8", errors="replace").splitlines())
+
+
+def parse_metric_lines(lines: list[str]) -> list[dict[str, Any]]:
+    """The records of metrics.jsonl lines; lines that are not a JSON object are skipped."""
     records = []
-    for line in path.read_text("utf-8", errors="replace").splitlines():
+    for line in lines:
         try:
             record = json.loads(line)
         except ValueError:

@@ -14,11 +14,13 @@ from seq2seq.bundle import load_tokenizers, read_bundle_meta, write_bundle
 from seq2seq.data.batching import token_batches
 from seq2seq.errors import InterruptedRun, Problem, RecipeError, Seq2SeqError, StorageError
 from seq2seq.model import count_parameters
+from seq2seq.plots.tensorboard import summary_writer_class
 from seq2seq.recipe import Recipe, TrainConfig, apply_overrides, parse_recipe
 from seq2seq.training import checkpoint as ckpt
-from seq2seq.training.metrics_log import append_metrics, trim_metrics
+from seq2seq.training.metrics_log import trim_metrics
 from seq2seq.training.prepare import prepare
 from seq2seq.training.progress import Progress
+from seq2seq.training.reports import RunReports
 from seq2seq.training.signals import GracefulStop
 from seq2seq.training.trainer import StepStats, Trainer
 
@@ -86,6 +88,8 @@ def train(
         recipe = parse_recipe(data, f"{out}/bundle.json (recipe)")
         tokenizers = load_tokenizers(out, meta, recipe)
     assert recipe is not None
+    if recipe.train.tensorboard:  # fail before the data is read, not at the first log line
+        summary_writer_class()
     if recipe.train.threads:
         torch.set_num_threads(recipe.train.threads)
     seed_everything(recipe.seed)
@@ -123,17 +127,21 @@ def run_loop(trainer: Trainer) -> None:
     cfg = trainer.recipe.train
     state = trainer.state
     progress = Progress(trainer.total_steps(), state.step, cfg.log_every)
+    reports = RunReports(trainer.out_dir, cfg.tensorboard, state.step)
     started = time.perf_counter()
     with GracefulStop() as stop:
         try:
-            _epochs(trainer, progress, stop, started)
+            _epochs(trainer, progress, reports, stop, started)
         finally:
             progress.close()
+            reports.close()
     minutes = (time.perf_counter() - started) / 60
     progress.message(f"done: {state.step} steps in {minutes:.1f} min; run dir {trainer.out_dir}")
 
 
-def _epochs(trainer: Trainer, progress: Progress, stop: GracefulStop, started: float) -> None:
+def _epochs(
+    trainer: Trainer, progress: Progress, reports: RunReports, stop: GracefulStop, started: float
+) -> None:
     """Run epochs from the saved position until the epochs, the budget or patience run out."""
     cfg, state = trainer.recipe.train, trainer.state
     while state.epoch < cfg.max_epochs and not state.stopped_early:
@@ -144,7 +152,7 @@ def _epochs(trainer: Trainer, progress: Progress, stop: GracefulStop, started: f
             stats = trainer.train_step(batches[state.batch_in_epoch])
             state.batch_in_epoch += 1
             state.step += 1
-            if _after_step(trainer, progress, stop, stats, started):
+            if _after_step(trainer, progress, reports, stop, stats, started):
                 break
         else:
             state.epoch += 1
@@ -153,11 +161,16 @@ def _epochs(trainer: Trainer, progress: Progress, stop: GracefulStop, started: f
         break
     every = cfg.validation.every
     if every <= 0 or state.step % every:
-        checkpoint_and_validate(trainer, progress)
+        checkpoint_and_validate(trainer, progress, reports)
 
 
 def _after_step(
-    trainer: Trainer, progress: Progress, stop: GracefulStop, stats: StepStats, started: float
+    trainer: Trainer,
+    progress: Progress,
+    reports: RunReports,
+    stop: GracefulStop,
+    stats: StepStats,
+    started: float,
 ) -> bool:
     """Log, handle faults and stop requests, validate when due; True when training should end."""
     cfg, state = trainer.recipe.train, trainer.state
@@ -165,7 +178,7 @@ def _after_step(
     window = progress.update(state.step, stats.loss, stats.tokens, stats.grad_norm, lr)
     if window is not None:
         record = {"step": state.step, "split": "train", **window}
-        append_metrics(trainer.out_dir, {**record, "nonfinite": state.nonfinite_total})
+        reports.record({**record, "nonfinite": state.nonfinite_total})
     if state.nonfinite_in_a_row >= cfg.max_nonfinite:
         trainer.save()
         raise Seq2SeqError(
@@ -179,7 +192,7 @@ def _after_step(
             f"continue with: seq2seq train --resume {trainer.out_dir}"
         )
     if cfg.validation.every > 0 and state.step % cfg.validation.every == 0:
-        checkpoint_and_validate(trainer, progress)
+        checkpoint_and_validate(trainer, progress, reports)
     return state.stopped_early or out_of_budget(cfg, state.step, started)
 
 
@@ -191,13 +204,13 @@ def out_of_budget(cfg: TrainConfig, step: int, started: float) -> bool:
     return cfg.max_minutes is not None and elapsed >= cfg.max_minutes
 
 
-def checkpoint_and_validate(trainer: Trainer, progress: Progress) -> None:
-    """Validate (when there is validation data), log, and save a checkpoint."""
+def checkpoint_and_validate(trainer: Trainer, progress: Progress, reports: RunReports) -> None:
+    """Validate (when there is validation data), log, save a checkpoint, redraw the curves."""
     best = None
     if trainer.data.valid is not None:
         results = trainer.validate()
         best = trainer.after_validation(results)
-        append_metrics(trainer.out_dir, {"step": trainer.state.step, "split": "valid", **results})
+        reports.record({"step": trainer.state.step, "split": "valid", **results})
         shown = "  ".join(f"{k} {v:.3f}" for k, v in results.items())
         mark = "  (best)" if best else ""
         progress.message(f"validation at step {trainer.state.step}: {shown}{mark}")
@@ -206,3 +219,4 @@ def checkpoint_and_validate(trainer: Trainer, progress: Progress) -> None:
                 f"early stopping: no improvement for {trainer.state.bad_validations} validations"
             )
     trainer.save(best)
+    reports.validated(trainer)

@@ -238,3 +238,24 @@ def test_nonfinite_in_a_row_stops_after_saving(reversal_dir, tmp_path, monkeypat
         train(parse_recipe(recipe), tmp_path / "run")
     assert "lower train.lr" in str(info.value)
     assert ckpt.read_pointer(tmp_path / "run", "latest")["step"] == 3
+
+
+def test_output_to_a_device_or_pipe_is_written_not_replaced(trained, tmp_path) -> None:
+    """`-o /dev/null` or `-o FIFO` writes into it; renaming over it would destroy the device."""
+    run_dir, _ = trained
+    source = tmp_path / "in.txt"
+    source.write_text("1 2 3\n4 5\n", encoding="utf-8")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen(
+        [*SEQ2SEQ, "-q", "translate", str(run_dir), "-i", str(source), "-o", str(fifo)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    with open(fifo, encoding="utf-8") as reader:
+        lines = reader.read().splitlines()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert len(lines) == 2
+    assert fifo.is_fifo()
