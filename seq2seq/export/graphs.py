@@ -31,16 +31,27 @@ class StateLayout:
 
     lstm: bool  # hidden is (h, c)
     fields: tuple[str, ...]  # the OPTIONAL_FIELDS that are present
-    extra: tuple[str, ...]  # keys of state.extra (e.g. "src" for copying)
+    extra: tuple[str, ...]  # keys of state.extra set by encode (e.g. "src" for copying)
+    produced: tuple[str, ...] = ()  # extra keys only a step sets (per-head weights): outputs only
 
-    def names(self) -> list[str]:
-        """Names of the flat tensors, in order."""
+    def names(self, outputs: bool = False) -> list[str]:
+        """Names of the flat tensors, in order (a step's outputs add the `produced` keys)."""
         hidden = ["hidden.h", "hidden.c"] if self.lstm else ["hidden"]
-        return [*hidden, "memory", "mask", *self.fields, *(f"extra.{k}" for k in self.extra)]
+        extra = self.extra_keys(outputs)
+        return [*hidden, "memory", "mask", *self.fields, *(f"extra.{k}" for k in extra)]
+
+    def extra_keys(self, outputs: bool) -> tuple[str, ...]:
+        """The extra keys of a step's inputs, or of its outputs."""
+        return self.extra + self.produced if outputs else self.extra
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for bundle.json."""
-        return {"lstm": self.lstm, "fields": list(self.fields), "extra": list(self.extra)}
+        return {
+            "lstm": self.lstm,
+            "fields": list(self.fields),
+            "extra": list(self.extra),
+            "produced": list(self.produced),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StateLayout:
@@ -49,23 +60,27 @@ class StateLayout:
         unknown = set(fields) - set(OPTIONAL_FIELDS)
         if unknown:
             raise ValueError(f"unknown decoder state fields {sorted(unknown)}")
-        return cls(bool(data["lstm"]), fields, tuple(str(k) for k in data["extra"]))
+        extra = tuple(str(k) for k in data["extra"])
+        return cls(bool(data["lstm"]), fields, extra, tuple(str(k) for k in data["produced"]))
 
 
-def layout_of(state: DecoderState) -> StateLayout:
-    """The layout of a state taken after one step."""
-    fields = tuple(name for name in OPTIONAL_FIELDS if getattr(state, name) is not None)
-    return StateLayout(isinstance(state.hidden, tuple), fields, tuple(sorted(state.extra)))
+def layout_of(encoded: DecoderState, after: DecoderState) -> StateLayout:
+    """The layout of a model's state, from its state after encode and after one step."""
+    fields = tuple(name for name in OPTIONAL_FIELDS if getattr(after, name) is not None)
+    produced = tuple(sorted(set(after.extra) - set(encoded.extra)))
+    return StateLayout(
+        isinstance(after.hidden, tuple), fields, tuple(sorted(encoded.extra)), produced
+    )
 
 
-def flatten(state: DecoderState, layout: StateLayout) -> tuple[Tensor, ...]:
+def flatten(state: DecoderState, layout: StateLayout, outputs: bool = False) -> tuple[Tensor, ...]:
     """The state's tensors in layout order; fields not yet set start at zero."""
     hidden = list(state.hidden) if isinstance(state.hidden, tuple) else [state.hidden]
     tensors = [*hidden, state.memory, state.mask]
     for name in layout.fields:
         value = getattr(state, name)
         tensors.append(value if value is not None else _zeros(name, state))
-    tensors += [state.extra[key] for key in layout.extra]
+    tensors += [state.extra[key] for key in layout.extra_keys(outputs)]
     return tuple(tensors)
 
 
@@ -78,14 +93,16 @@ def _zeros(name: str, state: DecoderState) -> Tensor:
     return state.memory.new_zeros(state.mask.shape)
 
 
-def unflatten(tensors: tuple[Tensor, ...], layout: StateLayout, position: int) -> DecoderState:
-    """A DecoderState from the flat tensors."""
+def unflatten(
+    tensors: tuple[Tensor, ...], layout: StateLayout, position: int, outputs: bool = False
+) -> DecoderState:
+    """A DecoderState from the flat tensors (a step's inputs, or its outputs)."""
     count = 2 if layout.lstm else 1
     hidden: Tensor | tuple[Tensor, Tensor] = (tensors[0], tensors[1]) if layout.lstm else tensors[0]
     memory, mask = tensors[count], tensors[count + 1]
     rest = list(tensors[count + 2 :])
     optional: dict[str, Any] = dict(zip(layout.fields, rest[: len(layout.fields)], strict=True))
-    extra = dict(zip(layout.extra, rest[len(layout.fields) :], strict=True))
+    extra = dict(zip(layout.extra_keys(outputs), rest[len(layout.fields) :], strict=True))
     state = DecoderState(hidden, memory, mask, position=position, extra=extra)
     return replace(state, **optional)
 
@@ -108,7 +125,7 @@ class FlatModel(nn.Module):
         # position is not an input: attention that reads it (local-m) cannot be traced, and
         # the export's verification refuses such models
         log_probs, after = self.model.step(prev, unflatten(state, self.layout, 0))
-        return (log_probs, *flatten(after, self.layout))
+        return (log_probs, *flatten(after, self.layout, outputs=True))
 
 
 def example_batch(vocab_size: int, lengths: list[int], first_id: int = 4) -> tuple[Tensor, Tensor]:

@@ -42,7 +42,8 @@ class TracedModel(nn.Module):
     def step(self, prev: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         """(B,) previous tokens → log-probabilities (B, V) of the next token, next state."""
         outputs = self.graphs.step(prev, *flatten(state, self.layout))
-        return outputs[0], unflatten(tuple(outputs[1:]), self.layout, state.position + 1)
+        following = unflatten(tuple(outputs[1:]), self.layout, state.position + 1, outputs=True)
+        return outputs[0], following
 
 
 def sha256(data: bytes) -> str:

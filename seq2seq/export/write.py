@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import io
 import logging
+import math
 import os
 import shutil
 import warnings
@@ -26,6 +27,7 @@ from seq2seq.errors import BundleError
 from seq2seq.export.graphs import FlatModel, StateLayout, example_batch, layout_of
 from seq2seq.export.traced import EXPORT_FORMAT, GRAPH_FILE, RUNTIME, TracedModel, sha256
 from seq2seq.model import Seq2Seq
+from seq2seq.modules.protocols import DecoderState
 from seq2seq.training.checkpoint import atomic_write, fsync_dir
 
 log = logging.getLogger(__name__)
@@ -57,8 +59,9 @@ def trace(model: Seq2Seq, vocab_size: int) -> tuple[torch.jit.ScriptModule, Stat
     src, lengths = example_batch(vocab_size, [7, 5, 2])
     bos = torch.full((src.size(0),), model.specials.bos, dtype=torch.long)
     with torch.no_grad():
-        _, after = model.step(bos, model.encode(src, lengths))
-        layout = layout_of(after)
+        encoded = model.encode(src, lengths)
+        _, after = model.step(bos, encoded)
+        layout = layout_of(encoded, after)
         flat = FlatModel(model, layout)
         try:
             start = flat.encode(src, lengths)
@@ -73,7 +76,8 @@ def trace(model: Seq2Seq, vocab_size: int) -> tuple[torch.jit.ScriptModule, Stat
 
 
 def verify(eager: Seq2Seq, traced: TracedModel, vocab_size: int) -> float:
-    """Largest |Δ log-probability| between the models over several steps of unseen batches."""
+    """Largest |Δ log-probability| (or attention weight) between the models over several steps
+    of unseen batches."""
     generator = torch.Generator().manual_seed(7)
     worst = 0.0
     with torch.no_grad():
@@ -84,8 +88,22 @@ def verify(eager: Seq2Seq, traced: TracedModel, vocab_size: int) -> float:
             for _ in range(VERIFY_STEPS):
                 expected, ours = eager.step(prev, ours)
                 got, theirs = traced.step(prev, theirs)
-                worst = max(worst, float((expected - got).abs().max()))
+                worst = max(worst, float((expected - got).abs().max()), _shown(ours, theirs))
                 prev = torch.randint(4, vocab_size, prev.shape, generator=generator)
+    return worst
+
+
+def _shown(eager: DecoderState, traced: DecoderState) -> float:
+    """Largest difference of the attention weights the displays show (inf when one is missing)."""
+    worst = 0.0
+    for expected, got in (
+        (eager.weights, traced.weights),
+        (eager.head_weights, traced.head_weights),
+    ):
+        if (expected is None) != (got is None):
+            return math.inf
+        if expected is not None and got is not None:
+            worst = max(worst, float((expected - got).abs().max()))
     return worst
 
 

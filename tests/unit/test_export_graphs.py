@@ -93,13 +93,13 @@ def test_flatten_unflatten_round_trip() -> None:
     with torch.no_grad():
         state = model.encode(src, lengths)
         _, after = model.step(torch.full((2,), model.specials.bos), state)
-    layout = layout_of(after)
+    layout = layout_of(state, after)
     assert layout.names() == [
         "hidden", "memory", "mask", "keys", "weights", "context", "coverage", "extra.src"
     ]  # fmt: skip
     flat = flatten(state, layout)
     assert float(flat[layout.names().index("coverage")].abs().sum()) == 0.0
-    back = unflatten(flatten(after, layout), layout, position=4)
+    back = unflatten(flatten(after, layout, outputs=True), layout, position=4, outputs=True)
     assert back.position == 4
     assert torch.equal(back.extra["src"], src)
     assert back.weights is not None and after.weights is not None
@@ -110,7 +110,9 @@ def test_flatten_unflatten_round_trip() -> None:
 def test_layout_rejects_unknown_fields() -> None:
     """A damaged bundle.json layout is an error, not a silently wrong state."""
     with pytest.raises(ValueError, match="unknown decoder state fields"):
-        StateLayout.from_dict({"lstm": False, "fields": ["keys", "nonsense"], "extra": []})
+        StateLayout.from_dict(
+            {"lstm": False, "fields": ["keys", "nonsense"], "extra": [], "produced": []}
+        )
 
 
 def test_missing_quantize_dynamic_is_one_message(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -118,3 +120,16 @@ def test_missing_quantize_dynamic_is_one_message(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delattr(torch.ao.quantization, "quantize_dynamic")
     with pytest.raises(BundleError, match="no longer has; export without --quantize"):
         quantize_int8(make_model())
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+def test_per_head_weights_come_out_of_the_traced_step() -> None:
+    """Multi-head attention's per-head weights (for attention displays) are a step output."""
+    model = make_model(**VARIANTS["multihead"])
+    graphs, layout = trace(model, VOCAB)
+    assert layout.produced == ("head_weights",) and "head_weights" not in layout.extra
+    traced = TracedModel(graphs, layout, model.specials)
+    src, lengths = example_batch(VOCAB, [6, 2])
+    with torch.no_grad():
+        _, state = traced.step(torch.full((2,), 2), traced.encode(src, lengths))
+    assert state.head_weights is not None and state.head_weights.shape == (2, 2, 6)
