@@ -57,6 +57,19 @@ class Translation:
         """The best translation ("" for a blank line)."""
         return self.texts[0] if self.texts else ""
 
+    def records(self, with_attention: bool = False) -> list[dict[str, Any]]:
+        """Each hypothesis as plain data: text, scores, and with attention the source and
+        target pieces (</s> included) and one row of weights per target piece."""
+        items = []
+        for hyp, text, pieces in zip(self.hypotheses, self.texts, self.pieces, strict=True):
+            item: dict[str, Any] = {"text": text, "score": hyp.score, "log_prob": hyp.log_prob}
+            if with_attention and hyp.attention is not None:
+                item["target_pieces"] = [*pieces, "</s>"]
+                item["source_pieces"] = self.source_pieces
+                item["attention"] = [[round(w, 5) for w in row] for row in hyp.attention.tolist()]
+            items.append(item)
+        return items
+
 
 def translate_batch(
     loaded: Loaded,

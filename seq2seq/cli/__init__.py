@@ -97,9 +97,9 @@ def _silence_stdout() -> None:
 
 
 def _register_commands() -> None:
-    from seq2seq.cli import components, evaluate, plot, train, translate, validate
+    from seq2seq.cli import components, evaluate, export, plot, serve, train, translate, validate
 
-    for module in (train, translate, evaluate, validate, components, plot):
+    for module in (train, translate, evaluate, validate, components, plot, export, serve):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -14,16 +14,7 @@ from seq2seq.cli.options import build_search, output_file, search_spec
 
 def jsonl_record(index: int, translation: Any, with_attention: bool) -> str:
     """One JSON line: the source, and each hypothesis with its scores (and attention)."""
-    hypotheses = []
-    for hyp, text, pieces in zip(
-        translation.hypotheses, translation.texts, translation.pieces, strict=True
-    ):
-        item: dict[str, Any] = {"text": text, "score": hyp.score, "log_prob": hyp.log_prob}
-        if with_attention and hyp.attention is not None:
-            item["target_pieces"] = [*pieces, "</s>"]
-            item["source_pieces"] = translation.source_pieces
-            item["attention"] = [[round(w, 5) for w in row] for row in hyp.attention.tolist()]
-        hypotheses.append(item)
+    hypotheses = translation.records(with_attention)
     return json.dumps(
         {"index": index, "source": translation.source, "hypotheses": hypotheses}, ensure_ascii=False
     )

@@ -15,18 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
-from seq2seq.cli import main
 from tests.conftest import reversal_pairs, tiny_recipe, write_pairs
+from tests.conftest import run_cli as run
 
 Recipe = dict[str, Any]
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run the CLI in-process; return (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    out, err = capsys.readouterr()
-    return int(exit_info.value.code or 0), out, err
 
 
 def assert_one_message(code: int, err: str, expected: str, exit_code: int = 1) -> None:

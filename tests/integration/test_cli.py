@@ -9,16 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from seq2seq.cli import main
+from tests.conftest import run_cli as run
 from tests.conftest import tiny_recipe
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run the CLI in-process; return (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    out, err = capsys.readouterr()
-    return int(exit_info.value.code or 0), out, err
 
 
 def test_train_writes_a_bundle(trained: tuple[Path, Path]) -> None:

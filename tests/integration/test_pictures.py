@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 import yaml
 
-from seq2seq.cli import main
 from seq2seq.errors import Seq2SeqError
 from seq2seq.plots import attention as attention_plots
 from seq2seq.plots.history import read_history
@@ -19,16 +18,9 @@ from seq2seq.recipe import parse_recipe
 from seq2seq.training import reports
 from seq2seq.training.run import train
 from tests.conftest import reversal_pairs, tiny_recipe, write_pairs
+from tests.conftest import run_cli as run
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run the CLI in-process; return (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    out, err = capsys.readouterr()
-    return int(exit_info.value.code or 0), out, err
 
 
 def _recipe(data: Path, attention: Any = "bahdanau", **train_keys: Any) -> dict[str, Any]:
