@@ -38,8 +38,11 @@ def component_origins(recipe: Recipe) -> dict[str, dict[str, str]]:
     return origins
 
 
-def write_bundle(run_dir: Path, recipe: Recipe, tokenizers: dict[str, Any]) -> None:
-    """Write recipe, tokenizer files and bundle.json (last, so its presence means complete)."""
+def write_bundle(
+    run_dir: Path, recipe: Recipe, tokenizers: dict[str, Any], extra: dict[str, Any] | None = None
+) -> None:
+    """Write recipe, tokenizer files and bundle.json (last, so its presence means complete);
+    `extra` adds keys to bundle.json (an export's "export" section)."""
     (run_dir / TOKENIZER_DIR).mkdir(parents=True, exist_ok=True)
     files = {}
     for side, tokenizer in tokenizers.items():
@@ -58,6 +61,7 @@ def write_bundle(run_dir: Path, recipe: Recipe, tokenizers: dict[str, Any]) -> N
         "tokenizer_files": files,
         "vocab_sizes": {side: tok.vocab_size for side, tok in tokenizers.items()},
         "components": component_origins(recipe),
+        **(extra or {}),
     }
     atomic_write(run_dir / BUNDLE_FILE, json.dumps(meta, indent=2, ensure_ascii=False).encode())
 
@@ -128,7 +132,10 @@ class Loaded:
 
 
 def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu") -> Loaded:
-    """Load a run dir's recipe, tokenizers and best (or latest) weights, checking every file."""
+    """Load a run dir's recipe, tokenizers and best (or latest) weights, checking every file.
+
+    An export dir loads too: its traced model decodes through the same encode/step interface.
+    """
     run_dir = Path(run_dir)
     meta = read_bundle_meta(run_dir)
     _check_components(meta)
@@ -137,6 +144,11 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu") -> L
     except RecipeError as exc:
         raise BundleError(f"the recipe stored in the run dir no longer validates:\n{exc}") from exc
     tokenizers = load_tokenizers(run_dir, meta, recipe)
+    if "export" in meta:  # an export dir (`seq2seq export`): a traced model, no checkpoints
+        from seq2seq.export.traced import load_traced
+
+        traced = load_traced(run_dir, meta["export"], Specials(), device)
+        return Loaded(recipe, traced, tokenizers, run_dir, meta)  # type: ignore[arg-type]
     directory = checkpoint_dir(run_dir, which)
     if directory is None:
         raise BundleError(f"{run_dir} has no checkpoint yet; train longer or wait for a validation")

@@ -41,6 +41,11 @@ class EnsembleState:
         return torch.stack(found).mean(0) if found else None
 
     @property
+    def head_weights(self) -> Tensor | None:
+        """None: the heads of different models do not line up, so only mean weights combine."""
+        return None
+
+    @property
     def coverage(self) -> Tensor | None:
         """Mean coverage of the members that attend."""
         found = [s.coverage for s in self.members if s.coverage is not None]

@@ -17,6 +17,12 @@ class InterruptedRun(Seq2SeqError):  # noqa: N818 - a stop, not an error
     exit_code = 130
 
 
+class OutputClosed(Seq2SeqError):  # noqa: N818 - a stop, not an error
+    """The reader of our output went away (e.g. `| head -1`)."""
+
+    exit_code = 141  # 128 + SIGPIPE, what a shell reports for a writer killed by a closed pipe
+
+
 @dataclass(frozen=True)
 class Problem:
     """One problem found while validating, located by a dotted key path."""
@@ -50,3 +56,11 @@ class DataError(Seq2SeqError):
 
 class BundleError(Seq2SeqError):
     """A run dir is not a usable bundle, or a checkpoint cannot be read."""
+
+
+class StorageError(Seq2SeqError):
+    """A file of the run could not be written (disk full, permissions); nothing earlier is lost."""
+
+
+class PlotError(Seq2SeqError):
+    """A picture cannot be made: no run dir, no metrics, or its file cannot be written."""

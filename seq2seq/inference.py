@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -13,6 +14,8 @@ from seq2seq.bundle import Loaded
 from seq2seq.data.batching import make_batch, sentence_batches
 from seq2seq.model import Seq2Seq
 from seq2seq.search.hypotheses import Hypothesis
+
+log = logging.getLogger(__name__)
 
 
 def decode_ids(
@@ -54,6 +57,19 @@ class Translation:
         """The best translation ("" for a blank line)."""
         return self.texts[0] if self.texts else ""
 
+    def records(self, with_attention: bool = False) -> list[dict[str, Any]]:
+        """Each hypothesis as plain data: text, scores, and with attention the source and
+        target pieces (</s> included) and one row of weights per target piece."""
+        items = []
+        for hyp, text, pieces in zip(self.hypotheses, self.texts, self.pieces, strict=True):
+            item: dict[str, Any] = {"text": text, "score": hyp.score, "log_prob": hyp.log_prob}
+            if with_attention and hyp.attention is not None:
+                item["target_pieces"] = [*pieces, "</s>"]
+                item["source_pieces"] = self.source_pieces
+                item["attention"] = [[round(w, 5) for w in row] for row in hyp.attention.tolist()]
+            items.append(item)
+        return items
+
 
 def translate_batch(
     loaded: Loaded,
@@ -61,12 +77,22 @@ def translate_batch(
     texts: Sequence[str],
     batch_size: int = 64,
     keep_attention: bool = False,
+    max_source_length: int | None = None,
+    first_line: int = 1,
 ) -> list[Translation]:
-    """Translate a list of texts in input order; a blank text gives no hypotheses."""
+    """Translate a list of texts in input order; a blank text gives no hypotheses.
+
+    Sources longer than `max_source_length` pieces are cut there, with a warning naming the
+    line (counted from `first_line`)."""
     src_tok, tgt_tok = loaded.tokenizers["source"], loaded.tokenizers["target"]
     eos = loaded.model.specials.eos
     wanted = [i for i, text in enumerate(texts) if text.strip()]
     encoded = src_tok.encode([texts[i] for i in wanted])
+    if max_source_length:
+        encoded = [
+            _truncate(ids, max_source_length, first_line + i)
+            for i, ids in zip(wanted, encoded, strict=True)
+        ]
     sources = [[*ids, eos] for ids in encoded]
     results = [Translation(text, [], [], [], []) for text in texts]
     hyps = decode_ids(loaded.model, search, sources, batch_size, keep_attention)
@@ -75,6 +101,18 @@ def translate_batch(
         pieces = [tgt_tok.pieces(h.tokens) for h in options]
         results[i] = Translation(texts[i], src_tok.pieces(ids), options, decoded, pieces)
     return results
+
+
+def _truncate(ids: list[int], limit: int, line: int) -> list[int]:
+    if len(ids) <= limit:
+        return ids
+    log.warning(
+        "input line %d has %d pieces; translating its first %d (see --max-source-length)",
+        line,
+        len(ids),
+        limit,
+    )
+    return ids[:limit]
 
 
 def translate_texts(
@@ -91,11 +129,16 @@ def translate_stream(
     batch_size: int = 64,
     chunk: int = 2000,
     keep_attention: bool = False,
+    max_source_length: int | None = None,
 ) -> Iterator[Translation]:
     """Translate lines lazily, `chunk` lines at a time, so memory stays bounded."""
     iterator = iter(lines)
+    first_line = 1
     while True:
         block = list(islice(iterator, chunk))
         if not block:
             return
-        yield from translate_batch(loaded, search, block, batch_size, keep_attention)
+        yield from translate_batch(
+            loaded, search, block, batch_size, keep_attention, max_source_length, first_line
+        )
+        first_line += len(block)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -10,7 +11,8 @@ from collections.abc import Sequence
 import click
 
 from seq2seq import __version__, registry
-from seq2seq.errors import Seq2SeqError
+from seq2seq.errors import OutputClosed, Seq2SeqError
+from seq2seq.training.launch import rank_label, record_failure
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     debug = "--debug" in args
     code = 0
     try:
-        cli.main(args=args, prog_name="seq2seq", standalone_mode=False)
+        cli.main(args=args, prog_name="seq2seq", standalone_mode=False, obj={"argv": args})
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.ClickException as exc:
@@ -54,31 +56,50 @@ def main(argv: Sequence[str] | None = None) -> None:
     except Seq2SeqError as exc:
         if debug:
             traceback.print_exc()
-        prefix = "stopped" if exc.exit_code == 130 else "error"
-        click.echo(f"{prefix}: {exc}", err=True)
+        if isinstance(exc, OutputClosed):
+            _silence_stdout()
+        prefix = "stopped" if exc.exit_code in (130, 141) else "error"
+        _report(f"{prefix}: {rank_label()}{exc}", str(exc), exc.exit_code)
         code = exc.exit_code
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         code = 130
-    except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
-        sys.stderr.close()
-        code = 0
+    except BrokenPipeError:  # the reader went away (e.g. `| head -1`): stop quietly, like cat
+        _silence_stdout()
+        code = OutputClosed.exit_code
     except Exception as exc:
         if debug:
             traceback.print_exc()
-        click.echo(
-            f"internal error: {type(exc).__name__}: {exc}\n"
+        _report(
+            f"internal error: {rank_label()}{type(exc).__name__}: {exc}\n"
             "this is a bug in seq2seq; rerun with --debug for the traceback and report it",
-            err=True,
+            f"{type(exc).__name__}: {exc}",
+            3,
         )
         code = 3
     sys.exit(code)
 
 
-def _register_commands() -> None:
-    from seq2seq.cli import components, evaluate, train, translate, validate
+def _report(shown: str, error: str, code: int) -> None:
+    """Print the error; inside a torchrun worker also leave it for torchrun's failure summary."""
+    click.echo(shown, err=True)
+    if code not in (130, 141):
+        record_failure(error.splitlines()[0] if error else shown)
 
-    for module in (train, translate, evaluate, validate, components):
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _register_commands() -> None:
+    from seq2seq.cli import components, evaluate, export, plot, serve, train, translate, validate
+
+    for module in (train, translate, evaluate, validate, components, plot, export, serve):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -102,12 +102,18 @@ def evaluate_command(
 def score_command(hyp: str, ref: str, metrics: str) -> None:
     """Score existing hypotheses against references."""
     from seq2seq.data.dataset import read_lines
+    from seq2seq.errors import DataError
     from seq2seq.metrics.score import score_all
 
     names = _metric_list(metrics, [])
     _check_metrics(names)
     hyps = read_lines(Path(hyp), "--hyp")
     refs = read_lines(Path(ref), "--ref")
+    if len(hyps) != len(refs):
+        raise DataError(
+            f"--hyp {hyp} has {len(hyps)} lines but --ref {ref} has {len(refs)}; "
+            "they must be aligned line by line"
+        )
     scores = score_all(names, hyps, refs)
     _print_scores(scores, len(hyps))
 

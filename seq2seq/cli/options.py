@@ -47,6 +47,14 @@ def output_file(path: str | None) -> Iterator[IO[str]]:
         yield sys.stdout
         return
     target = Path(path)
+    if target.exists() and not target.is_file():  # /dev/null, a named pipe: write, never replace
+        try:
+            handle = open(target, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
+        except OSError as exc:
+            raise Seq2SeqError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        with handle:
+            yield handle
+        return
     tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
     try:
         try:

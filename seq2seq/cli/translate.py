@@ -14,16 +14,7 @@ from seq2seq.cli.options import build_search, output_file, search_spec
 
 def jsonl_record(index: int, translation: Any, with_attention: bool) -> str:
     """One JSON line: the source, and each hypothesis with its scores (and attention)."""
-    hypotheses = []
-    for hyp, text, pieces in zip(
-        translation.hypotheses, translation.texts, translation.pieces, strict=True
-    ):
-        item: dict[str, Any] = {"text": text, "score": hyp.score, "log_prob": hyp.log_prob}
-        if with_attention and hyp.attention is not None:
-            item["target_pieces"] = [*pieces, "</s>"]
-            item["source_pieces"] = translation.source_pieces
-            item["attention"] = [[round(w, 5) for w in row] for row in hyp.attention.tolist()]
-        hypotheses.append(item)
+    hypotheses = translation.records(with_attention)
     return json.dumps(
         {"index": index, "source": translation.source, "hypotheses": hypotheses}, ensure_ascii=False
     )
@@ -46,6 +37,13 @@ def _count_lines(path: Path) -> int:
 )
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--max-length", type=click.IntRange(min=1), help="Longest output in pieces.")
+@click.option(
+    "--max-source-length",
+    default=1024,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Cut longer inputs to this many pieces, with a warning (0: no limit).",
+)
 @click.option("--search", "search", help="greedy, beam, sample (default: the recipe's).")
 @click.option("--beam-size", type=click.IntRange(min=1), help="Beam width (with --search beam).")
 @click.option("--n-best", type=click.IntRange(min=1), help="Hypotheses per input (beam).")
@@ -62,6 +60,13 @@ def _count_lines(path: Path) -> int:
     "with_attention",
     is_flag=True,
     help="jsonl: add the attention weights per target piece.",
+)
+@click.option(
+    "--plot-attention",
+    "plot_dir",
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Draw each input line's attention (best hypothesis) into DIR/00001.png, ….",
 )
 @click.option(
     "--ensemble",
@@ -81,12 +86,14 @@ def translate_command(
     output_path: str | None,
     batch_size: int,
     max_length: int | None,
+    max_source_length: int,
     search: str | None,
     beam_size: int | None,
     n_best: int | None,
     length_penalty: float | None,
     output_format: str,
     with_attention: bool,
+    plot_dir: str | None,
     ensemble: tuple[str, ...],
     device: str,
     checkpoint: str,
@@ -94,8 +101,9 @@ def translate_command(
     """Translate text with the model in RUN_DIR (the --out dir of `seq2seq train`)."""
     from seq2seq.bundle import load_run
     from seq2seq.data.dataset import decode_lines, iter_text_lines
-    from seq2seq.errors import DataError
+    from seq2seq.errors import DataError, OutputClosed
     from seq2seq.inference import translate_stream
+    from seq2seq.plots.attention import write_translation_attention
     from seq2seq.training.run import pick_device
 
     if with_attention and output_format != "jsonl":
@@ -115,8 +123,12 @@ def translate_command(
         length_penalty=length_penalty,
     )
     decoder = build_search(spec)
+    if plot_dir is not None:
+        _check_plottable(loaded.model, spec, plot_dir)
     total = None
     if input_path is None or input_path == "-":
+        if sys.stdin is None or sys.stdin.closed:
+            raise DataError("standard input is closed; give --input FILE or pipe text in")
         lines = decode_lines(sys.stdin.buffer, "stdin")
     else:
         path = Path(input_path)
@@ -125,18 +137,51 @@ def translate_command(
                             else f"--input: file {path} not found")  # fmt: skip
         lines = iter_text_lines(path, "--input")
         total = _count_lines(path)
-    stream = translate_stream(loaded, decoder, lines, batch_size, keep_attention=with_attention)
+    stream = translate_stream(
+        loaded,
+        decoder,
+        lines,
+        batch_size,
+        keep_attention=with_attention or plot_dir is not None,
+        max_source_length=max_source_length or None,
+    )
+    index = -1
     with output_file(output_path) as out, _progress(total) as bar:
         for index, translation in enumerate(stream):
+            if plot_dir is not None:
+                write_translation_attention(plot_dir, index + 1, translation)
             line = (
                 translation.text
                 if output_format == "text"
                 else jsonl_record(index, translation, with_attention)
             )
-            out.write(line + "\n")
-            if out is sys.stdout:
-                out.flush()
+            try:
+                out.write(line + "\n")
+                if out is sys.stdout:
+                    out.flush()
+            except BrokenPipeError as exc:
+                raise OutputClosed(
+                    f"the reader closed the output after {index} lines; translation stopped"
+                ) from exc
             bar.update(1)
+        if index < 0:  # raised inside the block so a partial -o file is never renamed
+            where = "standard input" if total is None else f"--input {input_path}"
+            raise DataError(f"{where} is empty: there is nothing to translate")
+
+
+def _check_plottable(model: Any, spec: dict[str, Any], plot_dir: str) -> None:
+    """--plot-attention needs a model that attends and a search that keeps the weights."""
+    from seq2seq.errors import PlotError
+
+    members = getattr(model, "models", [model])  # an ensemble's members, or the model
+    if all(getattr(m.decoder, "attention", True) is None for m in members):
+        raise PlotError("--plot-attention: the model has no attention (model.attention: none)")
+    if spec["type"] == "sample":  # sampling keeps no attention weights
+        raise click.UsageError("--plot-attention works with --search greedy or beam")
+    try:
+        Path(plot_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PlotError(f"--plot-attention: cannot create {plot_dir}: {exc.strerror}") from exc
 
 
 class _NoBar:

@@ -34,7 +34,7 @@ def validate_command(args: tuple[str, ...], vocab_size: int | None) -> None:
     click.echo(str(model))
     click.echo(f"parameters: {count_parameters(model):,} (with a vocabulary of {vocab_size:,})")
     for label, corpus in (("data.train", recipe.data.train), ("data.valid", recipe.data.valid)):
-        files = [] if corpus is None else [corpus.source, corpus.target]
+        files = [] if corpus is None else [corpus.source, corpus.target, corpus.tsv]
         for path in files:
             if path is not None and not Path(path).is_file():
                 click.echo(f"note: {label}: {path} does not exist yet (needed to train)", err=True)

@@ -15,6 +15,7 @@ from seq2seq.modules.protocols import (
     MakeAttention,
     SequenceOutput,
     needs_history,
+    with_heads,
 )
 from seq2seq.registry import register
 
@@ -109,10 +110,24 @@ class RecurrentDecoder(nn.Module):
 
     def attend(self, query: Tensor, state: DecoderState) -> tuple[Tensor, Tensor]:
         """Context and weights for a (B, H) or (B, T, H) query."""
+        context, weights, _ = self.attend_with_heads(query, state)
+        return context, weights
+
+    def attend_with_heads(
+        self, query: Tensor, state: DecoderState
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Context, weights and, for multi-head attention, per-head weights (B[, T], n, S)."""
         assert self.attention is not None and state.keys is not None
         if needs_history(self.attention):
-            return self.attention(query, state.keys, state.memory, state.mask, state.history())
-        return self.attention(query, state.keys, state.memory, state.mask)
+            context, weights = self.attention(
+                query, state.keys, state.memory, state.mask, state.history()
+            )
+            return context, weights, None
+        heads = getattr(self.attention, "attend_heads", None)
+        if heads is not None:
+            return heads(query, state.keys, state.memory, state.mask)
+        context, weights = self.attention(query, state.keys, state.memory, state.mask)
+        return context, weights, None
 
 
 @register("decoder", "luong")
@@ -158,19 +173,19 @@ class LuongDecoder(RecurrentDecoder):
 
     def _features(
         self, output: Tensor, state: DecoderState
-    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """RNN output (B[, T], H) → features, context and weights."""
+    ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
+        """RNN output (B[, T], H) → features, context, weights and per-head weights."""
         if self.attention is None or self.combine is None:
-            return self.dropout(output), None, None
-        context, weights = self.attend(output, state)
+            return self.dropout(output), None, None, None
+        context, weights, heads = self.attend_with_heads(output, state)
         features = torch.tanh(self.combine(torch.cat([context, output], dim=-1)))
-        return self.dropout(features), context, weights
+        return self.dropout(features), context, weights, heads
 
     def step(self, embedded: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         """(B, E) previous-token embedding → features (B, H), next state."""
         rnn_input = embedded if state.feed is None else torch.cat([embedded, state.feed], -1)
         output, hidden = self.rnn(rnn_input.unsqueeze(1), state.hidden)
-        features, context, weights = self._features(output.squeeze(1), state)
+        features, context, weights, heads = self._features(output.squeeze(1), state)
         coverage, position = advance_alignment(state, weights)
         feed = features if self.input_feeding else None
         return features, replace(
@@ -181,6 +196,7 @@ class LuongDecoder(RecurrentDecoder):
             context=context,
             coverage=coverage,
             position=position,
+            extra=with_heads(state.extra, heads),
         )
 
     def forward_sequence(self, embedded: Tensor, state: DecoderState) -> SequenceOutput | None:
@@ -192,7 +208,8 @@ class LuongDecoder(RecurrentDecoder):
         if self.input_feeding or needs_history(self.attention):
             return None
         output, _ = self.rnn(embedded, state.hidden)
-        return SequenceOutput(*self._features(output, state))
+        features, context, weights, _ = self._features(output, state)
+        return SequenceOutput(features, context, weights)
 
 
 @register("decoder", "bahdanau")
@@ -229,10 +246,10 @@ class BahdanauDecoder(RecurrentDecoder):
     def step(self, embedded: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         """(B, E) previous-token embedding → features (B, H), next state."""
         top = state.hidden[0][-1] if isinstance(state.hidden, tuple) else state.hidden[-1]
-        context = weights = None
+        context = weights = heads = None
         parts = [embedded]
         if self.attention is not None:
-            context, weights = self.attend(top, state)
+            context, weights, heads = self.attend_with_heads(top, state)
             parts.append(context)
         output, hidden = self.rnn(torch.cat(parts, -1).unsqueeze(1), state.hidden)
         output = output.squeeze(1)
@@ -245,4 +262,5 @@ class BahdanauDecoder(RecurrentDecoder):
             context=context,
             coverage=coverage,
             position=position,
+            extra=with_heads(state.extra, heads),
         )

@@ -44,9 +44,18 @@ class RNNEncoder(nn.Module):
             **extra,
         )
         self.dropout = nn.Dropout(dropout)
+        self.is_lstm = cell == "lstm"  # int8 export swaps the module class: keep the fact
         self.num_layers = num_layers
         self.directions = 2 if bidirectional else 1
         self.output_size = hidden_size * self.directions
+
+    def _zero_state(self, embedded: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        """The zero initial state, sized from the input: a traced int8 RNN would otherwise
+        build it from the example batch's size and keep that size (see seq2seq/export)."""
+        zeros = embedded.new_zeros(
+            self.num_layers * self.directions, embedded.size(0), self.rnn.hidden_size
+        )
+        return (zeros, zeros) if self.is_lstm else zeros
 
     def forward(self, embedded: Tensor, lengths: Tensor) -> EncoderOutput:
         """(B, S, E) embeddings, (B,) lengths → states (B, S, M), final (L, B, M), mask (B, S)."""
@@ -54,7 +63,7 @@ class RNNEncoder(nn.Module):
         packed = pack_padded_sequence(
             embedded, lengths.cpu(), batch_first=True, enforce_sorted=False
         )
-        outputs, hidden = self.rnn(packed)
+        outputs, hidden = self.rnn(packed, self._zero_state(embedded))
         states, _ = pad_packed_sequence(outputs, batch_first=True, total_length=S)
         if isinstance(hidden, tuple):  # LSTM: (h, c); the decoder starts from h
             hidden = hidden[0]

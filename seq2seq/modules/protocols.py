@@ -47,7 +47,10 @@ class Attention(Protocol):
 
     Mechanisms whose scores depend on earlier steps (location, coverage, local-m) set the
     attribute `needs_history = True`; only they are passed an AlignmentHistory (as a fifth
-    argument), and only (B, H) queries.
+    argument), and only (B, H) queries. Mechanisms with several heads may also offer
+    `attend_heads(query, keys, memory, mask)` → (context, weights, per-head weights
+    (B[, T], n, S)); the built-in decoders then keep the last step's per-head weights in
+    `DecoderState.extra[HEAD_WEIGHTS]` for attention displays.
     """
 
     def prepare(self, memory: Tensor) -> Tensor:
@@ -77,6 +80,14 @@ def _select_hidden(
     if isinstance(hidden, tuple):
         return (hidden[0].index_select(1, index), hidden[1].index_select(1, index))
     return hidden.index_select(1, index)
+
+
+HEAD_WEIGHTS = "head_weights"  # DecoderState.extra key: (B, n, S) per-head weights of the step
+
+
+def with_heads(extra: dict[str, Tensor], heads: Tensor | None) -> dict[str, Tensor]:
+    """`extra` with this step's per-head attention weights (unchanged when there are none)."""
+    return extra if heads is None else {**extra, HEAD_WEIGHTS: heads}
 
 
 @dataclass
@@ -124,6 +135,11 @@ class DecoderState:
             coverage=pick(self.coverage),
             extra={k: v.index_select(0, index) for k, v in self.extra.items()},
         )
+
+    @property
+    def head_weights(self) -> Tensor | None:
+        """(B, n, S) per-head weights of the last step, for multi-head attention; else None."""
+        return self.extra.get(HEAD_WEIGHTS)
 
     def history(self) -> AlignmentHistory:
         """The alignment history attention sees at the next step."""

@@ -135,16 +135,28 @@ def _cross_checks(recipe: Recipe) -> list[Problem]:
         if corpus is None:
             continue
         files = corpus.source is not None or corpus.target is not None
-        if files and corpus.dataset is not None:
-            problems.append(Problem(path, "give either source/target files or a dataset, not both"))
-        elif corpus.dataset is None and (corpus.source is None or corpus.target is None):
-            problems.append(Problem(path, "give both `source` and `target` files, or `dataset`"))
+        given = sum([files, corpus.tsv is not None, corpus.dataset is not None])
+        if given > 1:
+            problems.append(
+                Problem(path, "give one of: source/target files, a tsv file, or a dataset")
+            )
+        elif given == 1 and files and (corpus.source is None or corpus.target is None):
+            problems.append(Problem(path, "give both `source` and `target` files"))
+        elif given == 0:
+            problems.append(
+                Problem(path, "give `source` and `target` files, a `tsv` file, or a `dataset`")
+            )
     positive = {
         "data.max_length": recipe.data.max_length,
         "model.embedding_dim": recipe.model.embedding_dim,
         "train.batch_tokens": recipe.train.batch_tokens,
         "train.max_epochs": recipe.train.max_epochs,
         "train.lr": recipe.train.lr,
+        "train.accumulate": recipe.train.accumulate,
+        "train.dist_timeout": recipe.train.dist_timeout,
+        "data.shuffle_buffer": recipe.data.shuffle_buffer,
+        "data.fit_pairs": recipe.data.fit_pairs,
+        "data.num_proc": recipe.data.num_proc or 1,
     }
     problems += [Problem(k, f"must be positive, got {v}") for k, v in positive.items() if v <= 0]
     forcing = recipe.train.teacher_forcing
@@ -162,8 +174,26 @@ def _cross_checks(recipe: Recipe) -> list[Problem]:
                     f"for {forcing.schedule} k must be in [{low}, {high}], got {forcing.k}",
                 )
             )
+    if recipe.data.streaming and recipe.data.cache_dir is not None:
+        problems.append(
+            Problem("data.cache_dir", "streaming reads the data as it goes; remove one of the two")
+        )
     if recipe.model.copy and not recipe.data.joint_vocab:
         problems.append(Problem("model.copy", "copying needs data.joint_vocab: true"))
+    problems += _build_problems(
+        {"search": recipe.search, "train.validation.search": recipe.train.validation.search}
+    )
+    return problems
+
+
+def _build_problems(searches: dict[str, Any]) -> list[Problem]:
+    """Searches are cheap to build, and building catches values their arguments reject."""
+    problems = []
+    for where, spec in searches.items():
+        try:
+            registry.build("search", spec, where=where)
+        except RecipeError as exc:
+            problems += exc.problems
     return problems
 
 

@@ -26,6 +26,7 @@ from seq2seq.search.hypotheses import (
     coverage_penalty,
     length_penalty,
 )
+from seq2seq.search.trace import AttentionTrace
 
 
 @register("search", "beam")
@@ -88,7 +89,7 @@ class BeamSearch:
         scores = torch.full((B, K), -math.inf, device=device)
         scores[:, 0] = 0.0  # one live beam per sentence at the start
         tokens = torch.zeros(B * K, 0, dtype=torch.long, device=device)
-        attention: Tensor | None = None
+        trace = AttentionTrace()
         nbest = [NBest(self.n_best) for _ in range(B)]
         worst = torch.full((B,), -math.inf, device=device)
         finished = torch.zeros(B, dtype=torch.long, device=device)
@@ -102,11 +103,8 @@ class BeamSearch:
             )
             log_probs = block_repeats(log_probs, tokens, self.no_repeat_ngram)
             V = log_probs.size(-1)
-            if keep_attention and state.weights is not None:
-                step_weights = state.weights[:, None, :]
-                attention = (
-                    step_weights if attention is None else torch.cat([attention, step_weights], 1)
-                )
+            if keep_attention:
+                trace = trace.extended(state)
             candidates = (scores.view(N * K, 1) + log_probs).view(N, K * V)
             top, index = candidates.topk(min(2 * K, K * V), dim=-1)  # (N, 2K)
             origin, token = index // V, index % V
@@ -120,7 +118,7 @@ class BeamSearch:
                 state.coverage,
                 state.mask,
                 tokens,
-                attention,
+                trace,
                 sentence,
                 nbest,
                 worst,
@@ -130,7 +128,7 @@ class BeamSearch:
             rows = (torch.arange(N, device=device)[:, None] * K + origin.gather(1, keep)).view(-1)
             state = state.reorder_beams(rows)  # within each sentence's beams
             tokens = torch.cat([tokens[rows], token.gather(1, keep).view(-1, 1)], dim=1)
-            attention = None if attention is None else attention[rows]
+            trace = trace.select(rows)
             scores = alive_scores
             done = self._done(scores, t + 1, max_len, worst, finished)
             if bool(done.all()):
@@ -139,7 +137,7 @@ class BeamSearch:
                 active = (~done).nonzero().squeeze(1)
                 rows = (active[:, None] * K + torch.arange(K, device=device)).view(-1)
                 state, tokens = state.select(rows), tokens[rows]
-                attention = None if attention is None else attention[rows]
+                trace = trace.select(rows)
                 scores, sentence = scores[active], sentence[active]
                 max_len, min_len = max_len[active], min_len[active]
                 worst, finished = worst[active], finished[active]
@@ -155,7 +153,7 @@ class BeamSearch:
         coverage: Tensor | None,
         mask: Tensor,
         tokens: Tensor,
-        attention: Tensor | None,
+        trace: AttentionTrace,
         sentence: Tensor,
         nbest: list[NBest],
         worst: Tensor,
@@ -169,9 +167,9 @@ class BeamSearch:
             score = log_prob / float(length_penalty(t + 1, self.alpha, self.norm))
             if self.beta and coverage is not None:
                 score += float(coverage_penalty(coverage[row], mask[row], self.beta))
-            attn = None if attention is None else attention[row][:, mask[row]].cpu()
+            attn, heads = trace.of_row(row, mask[row])
             index = int(sentence[n])
-            nbest[index].add(Hypothesis(tokens[row].tolist(), score, attn, log_prob))
+            nbest[index].add(Hypothesis(tokens[row].tolist(), score, attn, log_prob, heads))
             worst[n] = nbest[index].worst
             finished[n] += 1
 

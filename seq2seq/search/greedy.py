@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -10,6 +13,7 @@ from seq2seq.model import Seq2Seq
 from seq2seq.registry import register
 from seq2seq.search.constraints import apply_length, ban_specials, check_limits, length_limits
 from seq2seq.search.hypotheses import Hypothesis
+from seq2seq.search.trace import AttentionTrace
 
 
 @register("search", "greedy")
@@ -45,7 +49,7 @@ class GreedySearch:
         active = torch.arange(B, device=device)  # rows still decoding; finished ones leave
         prev = torch.full((B,), sp.bos, dtype=torch.long, device=device)
         scores = torch.zeros(B, device=device)
-        tokens, weights = [], []
+        tokens, trace = [], AttentionTrace()
         for t in range(longest + 1):  # + 1: the closing </s>
             log_probs, state = model.step(prev, state)
             log_probs = apply_length(
@@ -54,9 +58,8 @@ class GreedySearch:
             best, choice = log_probs.max(dim=-1)
             scores[active] += best
             tokens.append(torch.full((B,), sp.pad, device=device).index_copy_(0, active, choice))
-            if keep_attention and state.weights is not None:
-                step = state.weights.new_zeros(B, state.weights.size(1))
-                weights.append(step.index_copy_(0, active, state.weights))
+            if keep_attention:
+                trace = trace.extended(_every_row(state, active, B))
             going = choice != sp.eos
             if not bool(going.all()):
                 if not bool(going.any()):
@@ -65,18 +68,37 @@ class GreedySearch:
                 state, active, choice = state.select(keep), active[keep], choice[keep]
                 min_len, max_len = min_len[keep], max_len[keep]
             prev = choice
-        return self._collect(torch.stack(tokens, 1), scores, weights, sp.eos, batch.src_lengths)
+        return self._collect(torch.stack(tokens, 1), scores, trace, sp.eos, batch.src_lengths)
 
     @staticmethod
     def _collect(
-        tokens: Tensor, scores: Tensor, weights: list[Tensor], eos: int, src_lengths: Tensor
+        tokens: Tensor, scores: Tensor, trace: AttentionTrace, eos: int, src_lengths: Tensor
     ) -> list[list[Hypothesis]]:
-        attention = torch.stack(weights, 1) if weights else None  # (B, T, S)
         results = []
         for row, seq in enumerate(tokens.tolist()):
             length = seq.index(eos) if eos in seq else len(seq)
             width = int(src_lengths[row])  # this sentence's real source positions only
-            attn = None if attention is None else attention[row, : length + 1, :width].cpu()
+            attn, heads = trace.of_row(row, slice(None, width), length + 1)
             score = float(scores[row])
-            results.append([Hypothesis(seq[:length], score, attn, score)])
+            results.append([Hypothesis(seq[:length], score, attn, score, heads)])
         return results
+
+
+@dataclass(frozen=True)
+class _StepWeights:
+    """A step's attention weights for all B rows (zeros for rows that have finished)."""
+
+    weights: Tensor | None
+    head_weights: Tensor | None
+
+
+def _every_row(state: Any, active: Tensor, rows: int) -> _StepWeights:
+    """Scatter the active rows' weights (and per-head weights) of a decoder (or ensemble)
+    state back to their batch rows."""
+
+    def spread(values: Tensor | None) -> Tensor | None:
+        if values is None:
+            return None
+        return values.new_zeros(rows, *values.shape[1:]).index_copy_(0, active, values)
+
+    return _StepWeights(spread(state.weights), spread(getattr(state, "head_weights", None)))

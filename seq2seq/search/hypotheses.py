@@ -19,6 +19,7 @@ class Hypothesis:
     score: float  # final score: total log-probability, length-normalised and penalised by beam
     attention: Tensor | None = None  # (T, S) weights per output token, </s> included
     log_prob: float | None = None  # total log-probability, </s> included (beam search)
+    head_attention: Tensor | None = None  # (n, T, S) per-head weights (multi-head attention)
 
 
 def length_penalty(length: int | Tensor, alpha: float, kind: LengthNorm) -> float | Tensor:

@@ -18,6 +18,7 @@ import json
 import os
 import pickle
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from seq2seq.errors import BundleError
+from seq2seq.errors import BundleError, StorageError
 
 CHECKPOINTS = "checkpoints"
 WEIGHTS = "model.safetensors"
@@ -119,8 +120,8 @@ def save_checkpoint(
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:08d}"
     final = root / name
+    remove_temporaries(root)
     tmp = root / f".{name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
         atomic_write(tmp / WEIGHTS, weights_bytes(model, {"step": str(step)}))
@@ -128,7 +129,7 @@ def save_checkpoint(
         torch.save(trainer_state, buffer)
         atomic_write(tmp / TRAINER, buffer.getvalue())
         if final.exists():  # re-saving the same step (e.g. the final save right after a validation)
-            shutil.rmtree(final)
+            discard(final)
         os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -139,6 +140,30 @@ def save_checkpoint(
         atomic_write(root / "best.json", json.dumps({"dir": name, "step": step, **best}).encode())
     prune(root, keep)
     return final
+
+
+def remove_temporaries(root: Path) -> None:
+    """Delete what an interrupted save left behind (only one process writes checkpoints)."""
+    for leftover in root.glob(".*.tmp-*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+
+
+def save_failed(run_dir: Path, step: int, exc: OSError) -> StorageError:
+    """The error for a checkpoint that could not be written, saying what is still safe."""
+    previous = read_pointer(run_dir, "latest")
+    kept = (
+        f"the previous checkpoint ({previous['dir']}) is intact"
+        if previous
+        else "there is no earlier checkpoint"
+    )
+    return StorageError(
+        f"could not save the checkpoint of step {step} in {run_dir / CHECKPOINTS}: "
+        f"{exc.strerror or exc}; {kept}. Free disk space or fix the permissions, then "
+        f"continue with: seq2seq train --resume {run_dir}"
+    )
 
 
 def read_pointer(run_dir: Path, which: str) -> dict[str, Any] | None:
@@ -175,7 +200,16 @@ def prune(root: Path, keep: int) -> None:
     steps = sorted(p for p in root.glob("step-*") if p.is_dir())
     for old in steps[: max(0, len(steps) - max(keep, 1))]:
         if old.name not in protected:
-            shutil.rmtree(old, ignore_errors=True)
+            discard(old)
+
+
+def discard(directory: Path) -> None:
+    """Delete a step directory so that a kill midway never leaves half a checkpoint under a
+    step name: rename it to a temporary name first (atomic), then delete that."""
+    doomed = directory.with_name(f".{directory.name}.tmp-{os.getpid()}-old")
+    os.rename(directory, doomed)
+    fsync_dir(directory.parent)
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def load_trainer_state(directory: Path) -> dict[str, Any]:
@@ -184,7 +218,9 @@ def load_trainer_state(directory: Path) -> dict[str, Any]:
     if not path.is_file():
         raise BundleError(f"trainer state {path} is missing; cannot resume from this checkpoint")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a foreign pickle protocol is refused below anyway
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise BundleError(
             f"refusing to load {path}: it holds objects other than tensors and plain data, "

@@ -9,35 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from seq2seq.cli import main
-from tests.conftest import reversal_pairs, tiny_recipe, write_pairs
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run the CLI in-process; return (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    out, err = capsys.readouterr()
-    return int(exit_info.value.code or 0), out, err
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A run dir trained for a few steps with a sentencepiece tokenizer; and its data dir."""
-    root = tmp_path_factory.mktemp("cli")
-    data = root / "data"
-    data.mkdir()
-    write_pairs(data, "train", reversal_pairs(400, seed=1))
-    write_pairs(data, "valid", reversal_pairs(20, seed=2))
-    recipe = tiny_recipe(data, train={"max_steps": 6, "validation": {"every": 3, "select": "bleu"}})
-    recipe["data"]["tokenizer"] = {"type": "sentencepiece", "vocab_size": 30}
-    recipe["search"] = {"type": "greedy", "max_length": 12}
-    path = root / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
-    with pytest.raises(SystemExit) as exit_info:
-        main(["-q", "train", str(path), "--out", str(root / "run"), "train.lr=0.02"])
-    assert exit_info.value.code == 0
-    return root / "run", data
+from tests.conftest import run_cli as run
+from tests.conftest import tiny_recipe
 
 
 def test_train_writes_a_bundle(trained: tuple[Path, Path]) -> None:

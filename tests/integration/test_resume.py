@@ -85,8 +85,10 @@ def test_resume_refuses_model_changes_and_restarts_patience(reversal_dir, tmp_pa
     assert resumed["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.005)
 
 
-def test_sigint_saves_and_resume_continues(reversal_dir, tmp_path) -> None:
-    """SIGINT during training saves a checkpoint and exits cleanly (code 130, no traceback)."""
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_sigint_saves_and_resume_continues(signal_name, reversal_dir, tmp_path) -> None:
+    """SIGINT or SIGTERM during training saves a checkpoint and exits cleanly (code 130, no
+    traceback); resuming continues from it."""
     import json
     import os
     import signal
@@ -114,9 +116,13 @@ def test_sigint_saves_and_resume_continues(reversal_dir, tmp_path) -> None:
     while time.time() < deadline and not (run_dir / "metrics.jsonl").exists():
         time.sleep(0.2)
     time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, signal_name))
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "stopped at step" in err and "Traceback" not in err
     pointer = json.loads((run_dir / "checkpoints" / "latest.json").read_text())
     assert pointer["step"] > 0
+    assert signal_name in err
+    train(None, run_dir, resume=True, overrides=(f"train.max_steps={pointer['step'] + 2}",))
+    resumed = json.loads((run_dir / "checkpoints" / "latest.json").read_text())
+    assert resumed["step"] == pointer["step"] + 2

@@ -173,3 +173,14 @@ def test_sentence_batches_cover_all() -> None:
     """Decoding batches hold every index once, similar lengths together."""
     batches = sentence_batches([5, 1, 3, 2, 4], 2)
     assert batches == [[1, 3], [2, 4], [0]]
+
+
+def test_tsv_corpus(tmp_path: Path) -> None:
+    """One file of source<TAB>target lines gives the same pairs as two files."""
+    from seq2seq.data.dataset import read_corpus
+    from seq2seq.recipe import Corpus
+
+    (tmp_path / "c.tsv").write_text("a b\tx y\n\tz\nc\t\n", encoding="utf-8")
+    source, target = read_corpus(Corpus(tsv=str(tmp_path / "c.tsv")), "data.train")
+    assert source == ["a b", "", "c"]
+    assert target == ["x y", "z", ""]

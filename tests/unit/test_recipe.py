@@ -373,7 +373,7 @@ def test_corpus_with_files_and_dataset(recipe_data: dict[str, Any]) -> None:
     with pytest.raises(RecipeError) as info:
         parse_recipe(recipe_data)
     assert problems_of(info) == [
-        "data.train: give either source/target files or a dataset, not both"
+        "data.train: give one of: source/target files, a tsv file, or a dataset"
     ]
 
 
@@ -381,7 +381,7 @@ def test_corpus_with_only_a_source_file(recipe_data: dict[str, Any]) -> None:
     del recipe_data["data"]["valid"]["target"]
     with pytest.raises(RecipeError) as info:
         parse_recipe(recipe_data)
-    assert problems_of(info) == ["data.valid: give both `source` and `target` files, or `dataset`"]
+    assert problems_of(info) == ["data.valid: give both `source` and `target` files"]
 
 
 def test_corpus_from_dataset(recipe_data: dict[str, Any]) -> None:

@@ -59,6 +59,13 @@ class MultiHeadAttention(nn.Module):
         history: AlignmentHistory | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Query (B[, T], H) → context (B[, T], M), mean weights (B[, T], S)."""
+        context, weights, _ = self.attend_heads(query, keys, memory, mask)
+        return context, weights
+
+    def attend_heads(
+        self, query: Tensor, keys: Tensor, memory: Tensor, mask: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """As `forward`, plus each head's weights (B[, T], heads, S) for attention displays."""
         query, single = as_steps(query)
         B, T, _ = query.shape
         S = keys.size(1)
@@ -75,4 +82,6 @@ class MultiHeadAttention(nn.Module):
         weights = torch.softmax(scores, dim=-1)  # (B, n, T, S)
         heads = torch.einsum("bnts,bsnd->btnd", weights, v).reshape(B, T, n * d)
         context = self.out_proj(heads)  # (B, T, M)
-        return from_steps(context, weights.mean(dim=1), single)
+        per_head = weights.transpose(1, 2)  # (B, T, n, S)
+        context, mean = from_steps(context, per_head.mean(dim=2), single)
+        return context, mean, per_head.squeeze(1) if single else per_head

@@ -1,0 +1,51 @@
+"""`seq2seq serve`: the JSON API and the translation page for a run dir or an export dir."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("serve")
+@click.argument("run_dir", type=click.Path())
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--max-texts", default=32, show_default=True, type=click.IntRange(min=1),
+              help="Texts in one request.")  # fmt: skip
+@click.option("--max-chars", default=2000, show_default=True, type=click.IntRange(min=1),
+              help="Characters in one text.")  # fmt: skip
+@click.option("--device", default="auto", show_default=True)
+@click.option(
+    "--checkpoint", type=click.Choice(["best", "latest"]), default="best", show_default=True
+)
+def serve_command(
+    run_dir: str,
+    host: str,
+    port: int,
+    max_texts: int,
+    max_chars: int,
+    device: str,
+    checkpoint: str,
+) -> None:
+    """Serve the model in RUN_DIR (a run dir or an export dir) over HTTP: page at /."""
+    from seq2seq.errors import Seq2SeqError
+
+    try:
+        import uvicorn
+
+        from seq2seq.serve.app import create_app
+        from seq2seq.serve.schemas import Limits
+    except ImportError as exc:
+        raise Seq2SeqError(
+            f"seq2seq serve needs FastAPI and uvicorn ({exc.name} is missing): "
+            "pip install 'seq2seq[serve]'"
+        ) from exc
+    from seq2seq.bundle import load_run
+    from seq2seq.training.run import pick_device
+
+    loaded = load_run(run_dir, checkpoint, str(pick_device(device)))
+    app = create_app(loaded, Limits(max_texts=max_texts, max_chars=max_chars))
+    click.echo(f"serving {run_dir} at http://{host}:{port}/ (Ctrl-C stops)", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+COMMANDS = [serve_command]
