@@ -200,18 +200,22 @@ def test_broken_output_pipe_stops_quietly(trained, tmp_path) -> None:
 
 def nan_loss_at(steps: set[int] | None, monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the training loss NaN at these update numbers (1-based; None: always)."""
-    from seq2seq.training import update as update_module  # where the training loss is taken
+    from seq2seq import model as model_module  # Seq2Seq.run takes the training loss
 
-    real_loss, calls = update_module.sequence_loss, {"n": 0}
+    calls = {"n": 0}
 
-    def loss(*args, **kwargs):
-        total, count = real_loss(*args, **kwargs)
-        calls["n"] += 1
-        if steps is None or calls["n"] in steps:
-            total = total * float("nan")
-        return total, count
+    def poisoned(real):
+        def loss(*args, **kwargs):
+            total, count = real(*args, **kwargs)
+            calls["n"] += 1
+            if steps is None or calls["n"] in steps:
+                total = total * float("nan")
+            return total, count
 
-    monkeypatch.setattr(update_module, "sequence_loss", loss)
+        return loss
+
+    for name in ("projected_cross_entropy", "sequence_loss"):  # fused, and with copying
+        monkeypatch.setattr(model_module, name, poisoned(getattr(model_module, name)))
 
 
 def test_nonfinite_steps_are_skipped_and_counted(reversal_dir, tmp_path, monkeypatch) -> None:
