@@ -9,6 +9,7 @@ budget 2,000 from length-sorted buckets) and random ids: speed does not depend o
   sigmoid    + additive scores as 2 vᵀ σ(2h) (the current code)
   bf16       the current code under CPU bf16 autocast
   compile    the current code with torch.compile(model.run)
+  fusedadam  the current code with torch.optim.Adam(fused=True); foreachadam: foreach=True
 """
 
 from __future__ import annotations
@@ -52,7 +53,10 @@ def real_batches(count: int) -> list:
 
 def update_fn(model: Seq2Seq, lever: str) -> Callable[[object], int]:
     """One training update (forward, backward, clipping, Adam) for a lever; returns tokens."""
-    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+    fused_adam = {"fused": True} if lever in ("fusedadam", "foreachadam") else {}
+    if lever == "foreachadam":
+        fused_adam = {"foreach": True}
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3, **fused_adam)
     run = torch.compile(model.run) if lever == "compile" else model.run
     autocast = lever == "bf16"
 

@@ -1,5 +1,5 @@
 """The fused output projection + loss gives the reference loss and gradients, and the model and
-trainer use it without changing what training computes."""
+trainer use it without changing what training computes; the fused Adam steps like the plain one."""
 
 from __future__ import annotations
 
@@ -101,3 +101,27 @@ def test_model_loss_equals_loss_of_its_scores(copy: bool) -> None:
     assert got.keys() == expected.keys()
     for name, grad in got.items():
         assert torch.allclose(grad, expected[name], atol=1e-5), name
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_adam_uses_the_fused_kernel_and_steps_like_the_plain_one(name: str) -> None:
+    """The registry's Adam/AdamW are fused on the CPU (torch ≥ 2.4) and update as unfused."""
+    from seq2seq import registry
+
+    torch.manual_seed(0)
+    plain_model, fused_model = nn.Linear(5, 3), nn.Linear(5, 3)
+    fused_model.load_state_dict(plain_model.state_dict())
+    fused = registry.build("optimizer", name, where="t", params=fused_model.parameters(), lr=0.1)
+    plain_class = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+    plain = plain_class(
+        plain_model.parameters(), lr=0.1, weight_decay=fused.defaults["weight_decay"]
+    )
+    assert fused.defaults["fused"] is True
+    x = torch.randn(4, 5)
+    for model, optimizer in ((plain_model, plain), (fused_model, fused)):
+        for _ in range(3):
+            optimizer.zero_grad()
+            model(x).pow(2).sum().backward()
+            optimizer.step()
+    for a, b in zip(plain_model.parameters(), fused_model.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
