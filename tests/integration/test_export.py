@@ -165,3 +165,22 @@ def test_serve_runs_the_int8_export(exports: dict[str, Path]) -> None:
             ).json()
             expected = outputs(exports["int8"], search, **options)[:5]
             assert [t["text"] for t in body["translations"]] == [e[0] for e in expected]
+
+
+def test_resume_refuses_an_export_dir(exports, tmp_path, capsys) -> None:
+    """`train --resume EXPORT_DIR` is one message, and the export is left as it was (it used to
+    train a fresh model there and overwrite bundle.json, losing the export section)."""
+    import shutil
+
+    copy = tmp_path / "export"
+    shutil.copytree(exports["float"], copy)
+
+    def files() -> dict[Path, bytes]:
+        return {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+
+    before = files()
+    code, _, err = run(["-q", "train", "--resume", str(copy), "train.max_steps=1"], capsys)
+    assert code == 1, err
+    assert "is an export dir (seq2seq export), which cannot be trained" in err
+    assert "resume the run it was exported from" in err and "Traceback" not in err
+    assert files() == before
