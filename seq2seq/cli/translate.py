@@ -174,7 +174,7 @@ def _check_plottable(model: Any, spec: dict[str, Any], plot_dir: str) -> None:
     from seq2seq.errors import PlotError
 
     members = getattr(model, "models", [model])  # an ensemble's members, or the model
-    if all(getattr(m.decoder, "attention", True) is None for m in members):
+    if not any(_attends(member) for member in members):
         raise PlotError("--plot-attention: the model has no attention (model.attention: none)")
     if spec["type"] == "sample":  # sampling keeps no attention weights
         raise click.UsageError("--plot-attention works with --search greedy or beam")
@@ -182,6 +182,14 @@ def _check_plottable(model: Any, spec: dict[str, Any], plot_dir: str) -> None:
         Path(plot_dir).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise PlotError(f"--plot-attention: cannot create {plot_dir}: {exc.strerror}") from exc
+
+
+def _attends(model: Any) -> bool:
+    """Whether a model (a run's, or an export's traced one) computes attention weights."""
+    layout = getattr(model, "layout", None)  # an export dir's model: its state layout tells
+    if layout is not None:
+        return "weights" in layout.fields
+    return getattr(model.decoder, "attention", True) is not None
 
 
 class _NoBar:
