@@ -9,7 +9,7 @@ from typing import IO, Any
 
 import click
 
-from seq2seq.cli.options import build_search, output_file, search_spec
+from seq2seq.cli.options import build_search, output_file, search_spec, write_failed
 
 
 def jsonl_record(index: int, translation: Any, with_attention: bool) -> str:
@@ -163,6 +163,8 @@ def translate_command(
                 raise OutputClosed(
                     f"the reader closed the output after {index} lines; translation stopped"
                 ) from exc
+            except OSError as exc:
+                raise write_failed(output_path or "standard output", exc) from exc
             bar.update(1)
         if index < 0:  # raised inside the block so a partial -o file is never renamed
             where = "standard input" if total is None else f"--input {input_path}"
