@@ -184,3 +184,13 @@ def test_resume_refuses_an_export_dir(exports, tmp_path, capsys) -> None:
     assert "is an export dir (seq2seq export), which cannot be trained" in err
     assert "resume the run it was exported from" in err and "Traceback" not in err
     assert files() == before
+
+
+def test_export_to_an_unwritable_place_is_one_message(reversal_run, tmp_path, capsys) -> None:
+    """--out under a file (or on a full disk): one message, no internal error, nothing left."""
+    (tmp_path / "blocker").write_text("a file, not a directory", encoding="utf-8")
+    out = tmp_path / "blocker" / "export"
+    code, _, err = run(["-q", "export", str(reversal_run), "--out", str(out)], capsys)
+    assert code == 1, err
+    assert err == f"error: cannot write the export to {out}: Not a directory\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
