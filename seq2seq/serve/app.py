@@ -166,7 +166,12 @@ def create_app(loaded: Loaded, limits: Limits | None = None) -> FastAPI:
             job = batcher.submit(texts, search, key, request.attention)
         except Busy as exc:
             raise HTTPException(503, str(exc)) from exc
-        results = await asyncio.wrap_future(job.future)
+        try:
+            results = await asyncio.wrap_future(job.future)
+        except Seq2SeqError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        except Exception as exc:  # a JSON answer the page can show, not a bare 500 page
+            raise HTTPException(500, f"decoding failed: {type(exc).__name__}: {exc}") from exc
         translations = [
             TranslationOut.model_validate(
                 {"source": t.source, "text": t.text, "hypotheses": t.records(request.attention)}

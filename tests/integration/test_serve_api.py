@@ -3,6 +3,7 @@ size limits, /info and /health, the page, and the batcher that shares the model.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -219,3 +220,62 @@ def test_serve_without_the_extra_is_one_message(reversal_run, monkeypatch, capsy
     err = capsys.readouterr().err
     assert "seq2seq serve needs FastAPI and uvicorn (uvicorn is missing)" in err
     assert "pip install 'seq2seq[serve]'" in err
+
+
+def test_a_request_that_went_away_is_skipped(loaded: Loaded) -> None:
+    """A waiting job whose future was cancelled (its client is gone) is skipped, and the
+    worker goes on: setting the result of a cancelled future used to kill the worker thread,
+    leaving every later request waiting for ever."""
+    batcher = Batcher(loaded, start=False)
+    greedy = build("search", "greedy", where="t")
+    gone = batcher.submit(["1 2"], greedy, "g", False)
+    kept = batcher.submit(["3 4"], greedy, "g", False)
+    assert gone.future.cancel()
+    group = batcher._next_group()
+    assert group == [gone, kept]
+    batcher._decode(group)
+    assert [t.text for t in kept.future.result(timeout=1)] == [alone(loaded, "3 4")]
+    assert gone.future.cancelled()
+
+
+def test_a_failing_request_fails_alone(loaded: Loaded, monkeypatch, caplog) -> None:
+    """When decoding a shared batch fails, each request is decoded on its own, so only the one
+    that fails gets the error; the others get their translations, and the worker lives on."""
+    from seq2seq.serve import batcher as batcher_module
+
+    def fussy(loaded: Loaded, search: Any, texts: list[str], **kwargs: Any) -> Any:
+        if "boom" in texts:
+            raise RuntimeError("this text breaks the model")
+        return translate_batch(loaded, search, texts, **kwargs)
+
+    monkeypatch.setattr(batcher_module, "translate_batch", fussy)
+    batcher = Batcher(loaded, start=False)
+    greedy = build("search", "greedy", where="t")
+    jobs = [
+        batcher.submit(["1 2"], greedy, "g", False),
+        batcher.submit(["3", "boom"], greedy, "g", False),
+        batcher.submit(["5 6"], greedy, "g", False),
+    ]
+    group = batcher._next_group()
+    assert group == jobs
+    with caplog.at_level(logging.ERROR, logger="seq2seq.serve.batcher"):
+        batcher._decode(group)
+    assert [t.text for t in jobs[0].future.result(timeout=1)] == [alone(loaded, "1 2")]
+    assert [t.text for t in jobs[2].future.result(timeout=1)] == [alone(loaded, "5 6")]
+    with pytest.raises(RuntimeError, match="this text breaks the model"):
+        jobs[1].future.result(timeout=1)
+
+
+def test_a_decoding_failure_is_a_json_500(loaded: Loaded, monkeypatch) -> None:
+    """The page reads `detail` from every error answer, so a failure is JSON too."""
+    from seq2seq.serve import batcher as batcher_module
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(batcher_module, "translate_batch", broken)
+    with TestClient(create_app(loaded)) as test_client:
+        response = test_client.post("/translate", json={"text": "1 2"})
+        assert response.status_code == 500
+        assert response.json() == {"detail": "decoding failed: RuntimeError: out of memory"}
+        assert test_client.get("/health").json()["status"] == "ok"
