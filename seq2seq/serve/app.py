@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
@@ -13,6 +13,7 @@ import torch
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from seq2seq import __version__, registry
 from seq2seq.bundle import Loaded
@@ -98,6 +99,52 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts)
 
 
+class BodyLimit:
+    """ASGI middleware: 413 for a request body over `limit` bytes, whether the client declares
+    its length or sends it in chunks (then the body is counted as it arrives, and held back from
+    the route until it is complete and within the limit)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(f"request body of {int(declared)} bytes", scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                await self._refuse(f"request body over {self.limit} bytes", scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        whole: Message | None = {"type": "http.request", "body": b"".join(chunks)}
+
+        async def replay() -> Message:
+            nonlocal whole
+            if whole is None:
+                return await receive()
+            message, whole = whole, None
+            return message
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, what: str, scope: Scope, receive: Receive, send: Send) -> None:
+        answer = JSONResponse({"detail": f"{what}; the limit is {self.limit}"}, status_code=413)
+        await answer(scope, receive, send)
+
+
 def _page(name: str) -> str:
     return (resources.files("seq2seq.serve") / "static" / name).read_text("utf-8")
 
@@ -116,17 +163,7 @@ def create_app(loaded: Loaded, limits: Limits | None = None) -> FastAPI:
     app = FastAPI(title=f"seq2seq: {info['name']}", version=__version__, lifespan=lifespan)
     app.state.batcher = batcher
 
-    @app.middleware("http")
-    async def limit_body(
-        request: Request, call_next: Callable[..., Awaitable[Response]]
-    ) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limits.max_body_bytes:
-            return JSONResponse(
-                {"detail": f"request body of {length} bytes; the limit is {limits.max_body_bytes}"},
-                status_code=413,
-            )
-        return await call_next(request)
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

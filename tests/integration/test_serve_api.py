@@ -279,3 +279,20 @@ def test_a_decoding_failure_is_a_json_500(loaded: Loaded, monkeypatch) -> None:
         assert response.status_code == 500
         assert response.json() == {"detail": "decoding failed: RuntimeError: out of memory"}
         assert test_client.get("/health").json()["status"] == "ok"
+
+
+def test_a_chunked_body_over_the_limit_is_413(client: TestClient) -> None:
+    """A body sent without Content-Length (chunked) is counted as it arrives: the 1 MB limit
+    cannot be bypassed by leaving out the header; a small chunked body still works."""
+
+    def pieces(body: bytes) -> Iterator[bytes]:
+        for start in range(0, len(body), 500):
+            yield body[start : start + 500]
+
+    headers = {"content-type": "application/json"}
+    large = b'{"text": "1", "pad": "' + b"x" * 3000 + b'"}'
+    response = client.post("/translate", content=pieces(large), headers=headers)
+    assert response.status_code == 413
+    assert response.json() == {"detail": "request body over 2000 bytes; the limit is 2000"}
+    response = client.post("/translate", content=pieces(b'{"text": "1 2"}'), headers=headers)
+    assert response.status_code == 200, response.text
