@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from seq2seq import __version__, registry
 from seq2seq.bundle import Loaded
 from seq2seq.cli.options import build_search, search_spec
-from seq2seq.errors import Seq2SeqError
+from seq2seq.errors import Problem, RecipeError, Seq2SeqError
 from seq2seq.model import count_parameters
 from seq2seq.serve.batcher import Batcher, Busy
 from seq2seq.serve.schemas import Limits, TranslateRequest, TranslateResponse, TranslationOut
@@ -62,19 +62,32 @@ def _recipe_search_options(loaded: Loaded) -> dict[str, Any]:
 
 
 def request_search(loaded: Loaded, request: TranslateRequest) -> dict[str, Any]:
-    """The search spec for a request: the recipe's search with the request's options."""
+    """The search spec for a request: the recipe's search with the request's options; a
+    RecipeError names the request's fields."""
     options = {
         "beam_size": request.beam_size,
         "n_best": request.n_best,
         "length_penalty": request.length_penalty,
     }
-    spec: dict[str, Any] = search_spec(
-        loaded.recipe.search,
-        request.search or default_search(loaded),
-        request.max_length,
-        **options,
-    )
+    name = request.search or default_search(loaded)
+    beam_only = [key for key, value in options.items() if value is not None]
+    if name != "beam" and beam_only:  # search "greedy" given explicitly is the schema's check
+        raise RecipeError(
+            "the request",
+            [Problem(", ".join(beam_only), f"only for search 'beam'; add \"search\": \"beam\" "
+                     f"(this model's default search is '{name}')")],
+        )  # fmt: skip
+    spec: dict[str, Any] = search_spec(loaded.recipe.search, name, request.max_length, **options)
     return spec
+
+
+def _request_problems(exc: RecipeError) -> str:
+    """A search problem in the request's terms: `n_best: ...`, not `--search.n_best: ...`."""
+    fields = [
+        Problem(p.path.removeprefix("--search.").replace("--search", "search"), p.message)
+        for p in exc.problems
+    ]
+    return "; ".join(str(problem) for problem in fields)
 
 
 def _check_sizes(texts: list[str], limits: Limits) -> None:
@@ -197,7 +210,8 @@ def create_app(loaded: Loaded, limits: Limits | None = None) -> FastAPI:
             spec = request_search(loaded, request)
             search = build_search(spec)
         except Seq2SeqError as exc:
-            raise HTTPException(422, str(exc)) from exc
+            detail = _request_problems(exc) if isinstance(exc, RecipeError) else str(exc)
+            raise HTTPException(422, detail) from exc
         key = json.dumps(spec, sort_keys=True)
         try:
             job = batcher.submit(texts, search, key, request.attention)

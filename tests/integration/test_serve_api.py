@@ -92,6 +92,11 @@ def test_attention_has_one_row_per_target_piece(client: TestClient, search: str)
          "n_best (4) cannot exceed beam_size (2)"),
         ({"text": "1", "search": "greedy", "beam_size": 2}, 422,
          "beam_size: only for search 'beam', not 'greedy'"),
+        ({"text": "1", "n_best": 2, "beam_size": 3}, 422,
+         "beam_size, n_best: only for search 'beam'; add \"search\": \"beam\" (this model's "
+         "default search is 'greedy')"),
+        ({"text": "1", "search": "beam", "n_best": 9}, 422,
+         "search: need beam_size ≥ 1 and 1 ≤ n_best ≤ beam_size, got 5, 9"),
         ({"text": "1", "max_length": 0}, 422, "max_length: Input should be greater than"),
         ({"text": "1", "beam": 3}, 422, "beam: Extra inputs are not permitted"),
         ({"texts": ["1"]}, 422, "text: Field required"),
@@ -105,7 +110,9 @@ def test_bad_requests_get_a_clear_4xx(client, body, status, message) -> None:
     """Validation errors name the field and the rule; size limits answer 413."""
     response = client.post("/translate", json=body)
     assert response.status_code == status
-    assert message in response.json()["detail"]
+    detail = response.json()["detail"]
+    assert message in detail
+    assert "--search" not in detail and "command line" not in detail and "recipe" not in detail
 
 
 def test_non_json_body_is_422(client: TestClient) -> None:
