@@ -196,24 +196,42 @@ def test_batcher_groups_same_search_and_never_mixes(loaded: Loaded) -> None:
 
 
 def test_serve_command_starts_uvicorn_on_loopback(reversal_run, monkeypatch, capsys) -> None:
-    """`seq2seq serve RUN_DIR` builds the app with the limits given and binds 127.0.0.1:8000."""
+    """`seq2seq serve RUN_DIR` builds the app with the limits given and listens on 127.0.0.1;
+    with --port 0 the message names the port the system chose."""
     import uvicorn
 
     from seq2seq.cli import main
 
     started: dict[str, Any] = {}
 
-    def fake_run(app: Any, host: str, port: int, log_level: str) -> None:
-        started.update(app=app, host=host, port=port)
+    def fake_run(server: uvicorn.Server, sockets: list[Any]) -> None:
+        started.update(app=server.config.app, address=sockets[0].getsockname())
+        sockets[0].close()
 
-    monkeypatch.setattr(uvicorn, "run", fake_run)
+    monkeypatch.setattr(uvicorn.Server, "run", fake_run)
     with pytest.raises(SystemExit) as exit_info:
-        main(["serve", str(reversal_run), "--max-texts", "3"])
+        main(["serve", str(reversal_run), "--max-texts", "3", "--port", "0"])
     assert exit_info.value.code == 0
-    assert (started["host"], started["port"]) == ("127.0.0.1", 8000)
+    host, port = started["address"]
+    assert host == "127.0.0.1" and port > 0
     with TestClient(started["app"]) as test_client:
         assert test_client.get("/info").json()["limits"]["max_texts"] == 3
-    assert "serving" in capsys.readouterr().err
+    assert f"serving {reversal_run} at http://127.0.0.1:{port}/" in capsys.readouterr().err
+
+
+def test_serve_on_a_busy_port_is_one_message(reversal_run, capsys) -> None:
+    """A port in use is one message and exit 1 (uvicorn alone exits 3, our internal-error code)."""
+    import socket
+
+    from tests.conftest import run_cli
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = run_cli(["serve", str(reversal_run), "--port", str(port)], capsys)
+    assert code == 1
+    assert err == f"error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
 
 
 def test_serve_without_the_extra_is_one_message(reversal_run, monkeypatch, capsys) -> None:
