@@ -151,6 +151,13 @@ def _epochs(
 ) -> None:
     """Run epochs from the saved position until the epochs, the budget or patience run out."""
     cfg, state = trainer.recipe.train, trainer.state
+    if state.epoch >= cfg.max_epochs or out_of_budget(cfg, state.step, started):
+        log.info(  # a resumed run that had finished: nothing to add, nothing to save again
+            "the run has used its budget at step %d (train.max_steps, train.max_epochs); "
+            "raise one to train on",
+            state.step,
+        )
+        return
     while state.epoch < cfg.max_epochs and not state.stopped_early:
         batches = token_batches(
             trainer.src_len, trainer.tgt_len, cfg.batch_tokens, trainer.recipe.seed, state.epoch
