@@ -12,6 +12,7 @@ import click
 
 from seq2seq import __version__, registry
 from seq2seq.errors import OutputClosed, Seq2SeqError
+from seq2seq.training.launch import rank_label, record_failure
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     debug = "--debug" in args
     code = 0
     try:
-        cli.main(args=args, prog_name="seq2seq", standalone_mode=False)
+        cli.main(args=args, prog_name="seq2seq", standalone_mode=False, obj={"argv": args})
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.ClickException as exc:
@@ -58,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if isinstance(exc, OutputClosed):
             _silence_stdout()
         prefix = "stopped" if exc.exit_code in (130, 141) else "error"
-        click.echo(f"{prefix}: {exc}", err=True)
+        _report(f"{prefix}: {rank_label()}{exc}", str(exc), exc.exit_code)
         code = exc.exit_code
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
@@ -69,13 +70,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     except Exception as exc:
         if debug:
             traceback.print_exc()
-        click.echo(
-            f"internal error: {type(exc).__name__}: {exc}\n"
+        _report(
+            f"internal error: {rank_label()}{type(exc).__name__}: {exc}\n"
             "this is a bug in seq2seq; rerun with --debug for the traceback and report it",
-            err=True,
+            f"{type(exc).__name__}: {exc}",
+            3,
         )
         code = 3
     sys.exit(code)
+
+
+def _report(shown: str, error: str, code: int) -> None:
+    """Print the error; inside a torchrun worker also leave it for torchrun's failure summary."""
+    click.echo(shown, err=True)
+    if code not in (130, 141):
+        record_failure(error.splitlines()[0] if error else shown)
 
 
 def _silence_stdout() -> None:

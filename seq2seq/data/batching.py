@@ -25,6 +25,20 @@ class Batch:
         """Real (non-pad) target tokens, </s> included."""
         return 0 if self.tgt_out is None else int((self.tgt_out != 0).sum())
 
+    def pin_memory(self) -> Batch:
+        """The same batch in page-locked memory, so copies to a GPU can run asynchronously."""
+
+        def pin(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.pin_memory()
+
+        return Batch(
+            self.src.pin_memory(),
+            self.src_lengths.pin_memory(),
+            pin(self.tgt_in),
+            pin(self.tgt_out),
+            self.indices,
+        )
+
     def to(self, device: torch.device) -> Batch:
         """The same batch on `device` (non-blocking where the source is pinned)."""
 

@@ -58,23 +58,29 @@ def _read_files(corpus: Corpus, label: str) -> tuple[list[str], list[str]]:
     return source, target
 
 
-def _read_tsv(corpus: Corpus, label: str) -> tuple[list[str], list[str]]:
-    """Source and target from one file of `source<TAB>target` lines."""
-    assert corpus.tsv is not None
-    source, target = [], []
-    for number, line in enumerate(read_lines(Path(corpus.tsv), f"{label}.tsv"), start=1):
+def iter_tsv(path: Path, label: str) -> Iterator[tuple[str, str]]:
+    """(source, target) from each `source<TAB>target` line of a file, one at a time."""
+    for number, line in enumerate(iter_text_lines(path, f"{label}.tsv"), start=1):
         columns = line.split("\t")
         if len(columns) != 2:
             raise DataError(
-                f"{label}.tsv: {corpus.tsv} line {number} has {len(columns)} tab-separated "
+                f"{label}.tsv: {path} line {number} has {len(columns)} tab-separated "
                 "columns; each line must be `source<TAB>target` (no tabs inside the text)"
             )
-        source.append(columns[0])
-        target.append(columns[1])
-    return source, target
+        yield columns[0], columns[1]
 
 
-def _read_dataset(corpus: Corpus, label: str) -> tuple[list[str], list[str]]:
+def _read_tsv(corpus: Corpus, label: str) -> tuple[list[str], list[str]]:
+    """Source and target from one file of `source<TAB>target` lines."""
+    assert corpus.tsv is not None
+    pairs = list(iter_tsv(Path(corpus.tsv), label))
+    if not pairs:
+        raise DataError(f"{label}.tsv: file {corpus.tsv} is empty")
+    return [s for s, _ in pairs], [t for _, t in pairs]
+
+
+def load_table(corpus: Corpus, label: str) -> Any:
+    """The corpus's `datasets` table (Arrow, cached by datasets), its columns checked."""
     import datasets  # imported here: it is slow to import and only this path needs it
 
     assert corpus.dataset is not None
@@ -94,7 +100,14 @@ def _read_dataset(corpus: Corpus, label: str) -> tuple[list[str], list[str]]:
         raise DataError(
             f"{label}: loading dataset '{corpus.dataset}' failed: {type(exc).__name__}: {exc}"
         ) from exc
-    columns = list(table.column_names)
+    check_columns(corpus, label, list(table.column_names))
+    if not len(table):
+        raise DataError(f"{label}: dataset '{corpus.dataset}' split '{split}' is empty")
+    return table
+
+
+def check_columns(corpus: Corpus, label: str, columns: list[str]) -> None:
+    """The recipe's source and target columns must exist."""
     for role, column in (
         ("source_column", corpus.source_column),
         ("target_column", corpus.target_column),
@@ -104,14 +117,17 @@ def _read_dataset(corpus: Corpus, label: str) -> tuple[list[str], list[str]]:
                 f"{label}.{role}: column '{column}' not in the dataset; "
                 f"columns: {', '.join(columns)}"
             )
-    source = [_as_text(v, label, i) for i, v in enumerate(table[corpus.source_column])]
-    target = [_as_text(v, label, i) for i, v in enumerate(table[corpus.target_column])]
-    if not source:
-        raise DataError(f"{label}: dataset '{corpus.dataset}' split '{split}' is empty")
+
+
+def _read_dataset(corpus: Corpus, label: str) -> tuple[list[str], list[str]]:
+    table = load_table(corpus, label)
+    source = [as_text(v, label, i) for i, v in enumerate(table[corpus.source_column])]
+    target = [as_text(v, label, i) for i, v in enumerate(table[corpus.target_column])]
     return source, target
 
 
-def _as_text(value: Any, label: str, row: int) -> str:
+def as_text(value: Any, label: str, row: int) -> str:
+    """A dataset cell as one line of text (None → empty; newlines → spaces)."""
     if value is None:
         return ""
     if not isinstance(value, str):
@@ -142,6 +158,14 @@ class Examples:
 
     def __len__(self) -> int:
         return len(self.source)
+
+    def lengths(self) -> tuple[list[int], list[int]]:
+        """Source and target lengths of every pair."""
+        return [len(s) for s in self.source], [len(t) for t in self.target]
+
+    def take(self, indices: list[int]) -> tuple[list[list[int]], list[list[int]]]:
+        """The ids of the pairs at `indices`."""
+        return [self.source[i] for i in indices], [self.target[i] for i in indices]
 
 
 def encode_pairs(

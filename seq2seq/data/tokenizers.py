@@ -7,6 +7,7 @@ the run dir can store it as one file.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 from collections import Counter
@@ -51,12 +52,13 @@ class SentencePieceTokenizer:
                 raise DataError(f"data.tokenizer.model: sentencepiece model {path} not found")
             self.load_bytes(path.read_bytes())
             return
-        text = [line for line in lines if line.strip()]
-        if not text:
+        text = (line for line in lines if line.strip())  # streamed: sentencepiece samples
+        first = next(text, None)
+        if first is None:
             raise DataError("no non-empty training lines to train sentencepiece on")
         proto = io.BytesIO()
         spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(text),
+            sentence_iterator=itertools.chain([first], text),
             model_writer=proto,
             pad_id=0,
             unk_id=1,

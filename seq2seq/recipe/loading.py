@@ -152,6 +152,11 @@ def _cross_checks(recipe: Recipe) -> list[Problem]:
         "train.batch_tokens": recipe.train.batch_tokens,
         "train.max_epochs": recipe.train.max_epochs,
         "train.lr": recipe.train.lr,
+        "train.accumulate": recipe.train.accumulate,
+        "train.dist_timeout": recipe.train.dist_timeout,
+        "data.shuffle_buffer": recipe.data.shuffle_buffer,
+        "data.fit_pairs": recipe.data.fit_pairs,
+        "data.num_proc": recipe.data.num_proc or 1,
     }
     problems += [Problem(k, f"must be positive, got {v}") for k, v in positive.items() if v <= 0]
     forcing = recipe.train.teacher_forcing
@@ -169,6 +174,10 @@ def _cross_checks(recipe: Recipe) -> list[Problem]:
                     f"for {forcing.schedule} k must be in [{low}, {high}], got {forcing.k}",
                 )
             )
+    if recipe.data.streaming and recipe.data.cache_dir is not None:
+        problems.append(
+            Problem("data.cache_dir", "streaming reads the data as it goes; remove one of the two")
+        )
     if recipe.model.copy and not recipe.data.joint_vocab:
         problems.append(Problem("model.copy", "copying needs data.joint_vocab: true"))
     problems += _build_problems(

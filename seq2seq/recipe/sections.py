@@ -52,6 +52,11 @@ class DataConfig:
     tokenizer: TokenizerSpec = field(default_factory=lambda: {"type": "sentencepiece"})
     joint_vocab: bool = True  # one tokenizer for both sides (needed for share_embeddings)
     max_length: int = 100  # training pairs with more pieces on either side are dropped
+    cache_dir: str | None = None  # tokenized-corpus cache (Arrow, memory-mapped); None: in memory
+    num_proc: int | None = None  # processes that tokenize into the cache (None: one per core)
+    streaming: bool = False  # read and tokenize training data as it goes (corpora > disk or RAM)
+    shuffle_buffer: int = 10_000  # streaming: pairs shuffled together before batching
+    fit_pairs: int = 100_000  # streaming: the tokenizer is trained on the first N pairs
 
 
 @dataclass
@@ -144,6 +149,9 @@ class TrainConfig:
     log_every: int = 50  # steps between progress lines
     max_nonfinite: int = 10  # stop after this many non-finite losses or gradients in a row
     threads: int | None = None  # torch CPU threads (None: torch's default)
+    accumulate: int = 1  # batches per process summed into one update (global batch: × processes)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16/fp16 on GPU, else fp32
+    dist_timeout: float = 30.0  # minutes a process waits for the others before the job fails
     tensorboard: bool = False  # also log to RUN_DIR/tensorboard (needs seq2seq[tensorboard])
 
 

@@ -90,6 +90,25 @@ class Progress:
             self.bar.close()
 
 
+class SilentProgress(Progress):
+    """What ranks other than 0 use: they show nothing."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def update(
+        self, step: int, loss: float, tokens: int, grad_norm: float, lr: float
+    ) -> dict[str, float] | None:
+        """Nothing to show."""
+        return None
+
+    def message(self, text: str) -> None:
+        """Nothing to show."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
 def _clock(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)

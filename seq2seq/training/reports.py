@@ -69,6 +69,22 @@ class RunReports:
             log.warning("could not write %s: %s: %s", what, type(exc).__name__, exc)
 
 
+class SilentReports(RunReports):
+    """What ranks other than 0 use: rank 0 alone writes metrics and pictures."""
+
+    def __init__(self) -> None:
+        self.board = None
+
+    def record(self, record: dict[str, Any]) -> None:
+        """Nothing to write."""
+
+    def validated(self, trainer: Any) -> None:
+        """Nothing to draw."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
 def sample_attention(trainer: Any, count: int = ATTENTION_SAMPLES) -> list[Figure]:
     """Attention maps of the first `count` validation sentences under the validation search."""
     valid = trainer.data.valid

@@ -11,16 +11,17 @@ from pathlib import Path
 import torch
 
 from seq2seq.bundle import load_tokenizers, read_bundle_meta, write_bundle
-from seq2seq.data.batching import token_batches
 from seq2seq.errors import InterruptedRun, Problem, RecipeError, Seq2SeqError, StorageError
 from seq2seq.model import count_parameters
 from seq2seq.plots.tensorboard import summary_writer_class
 from seq2seq.recipe import Recipe, TrainConfig, apply_overrides, parse_recipe
 from seq2seq.training import checkpoint as ckpt
+from seq2seq.training import distributed
+from seq2seq.training.feed import updates
 from seq2seq.training.metrics_log import trim_metrics
 from seq2seq.training.prepare import prepare
-from seq2seq.training.progress import Progress
-from seq2seq.training.reports import RunReports
+from seq2seq.training.progress import Progress, SilentProgress
+from seq2seq.training.reports import RunReports, SilentReports
 from seq2seq.training.signals import GracefulStop
 from seq2seq.training.trainer import StepStats, Trainer
 
@@ -79,12 +80,40 @@ def train(
     resume: bool = False,
     overrides: tuple[str, ...] = (),
 ) -> Path:
-    """Train (or resume) a run in `out_dir`; return the run dir."""
-    out = Path(out_dir)
-    check_out_dir(out, resume)
+    """Train (or resume) a run in `out_dir`, alone or as one rank of a torchrun job."""
+    if not distributed.launched_by_torchrun():
+        return _train(recipe, Path(out_dir), pick_device(device), resume, overrides)
+    timeout = recipe.train.dist_timeout if recipe is not None else 30.0
+    group = distributed.join(pick_device(device), timeout)
+    if not group.main:  # rank 0 tells the story; the others speak only of problems
+        logging.getLogger("seq2seq").setLevel(logging.WARNING)
+    try:
+        return _train(recipe, Path(out_dir), group.device, resume, overrides, group)
+    except Exception as exc:
+        if not distributed.is_peer_failure(exc):
+            raise
+        # the cause is another rank's failure: give torchrun time to see and report that one
+        time.sleep(distributed.PEER_GRACE)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise distributed.PeerLost(f"lost contact with the other processes ({first})") from exc
+    finally:
+        distributed.leave(group)
+
+
+def _train(
+    recipe: Recipe | None,
+    out: Path,
+    device: torch.device,
+    resume: bool,
+    overrides: tuple[str, ...],
+    group: distributed.Group | None = None,
+) -> Path:
+    group = group or distributed.Group(device=device)
+    if group.main:  # the others would race with rank 0 creating the dir
+        check_out_dir(out, resume)
     tokenizers = None
     saved_lr = None
-    if resume:
+    if resume:  # every rank reads the run dir: it must be on storage they all see
         meta = read_bundle_meta(out)
         data = meta["recipe"]
         saved_lr = float(data["train"]["lr"])
@@ -100,31 +129,37 @@ def train(
     if recipe.train.threads:
         torch.set_num_threads(recipe.train.threads)
     seed_everything(recipe.seed)
-    data = prepare(recipe, tokenizers)
-    trainer = Trainer(recipe, out, pick_device(device), data)
+    data = prepare(recipe, tokenizers, group)
+    trainer = Trainer(recipe, out, device, data, group)  # the same initial weights on every rank
+    if group.rank:  # different dropout on every rank
+        seed_everything(recipe.seed + 7919 * group.rank)
     if resume:
         directory = ckpt.checkpoint_dir(out, "latest")
         if directory is not None:
             trainer.restore(directory)
             log.info("resuming from %s (step %d)", directory.name, trainer.state.step)
-            trim_metrics(out, trainer.state.step)
+            if group.main:
+                trim_metrics(out, trainer.state.step)
             if saved_lr is not None and recipe.train.lr != saved_lr:
                 trainer.rescale_lr(recipe.train.lr / saved_lr)
             if trainer.state.stopped_early:  # resuming asks for more training: patience restarts
                 log.info("the run had stopped early; early stopping starts counting again")
                 trainer.state.stopped_early = False
                 trainer.state.bad_validations = 0
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        write_bundle(out, recipe, data.tokenizers)
-    except OSError as exc:
-        raise StorageError(f"cannot write the run dir {out}: {exc.strerror or exc}") from exc
-    log.info(
-        "model: %s parameters; %d training pairs; device %s",
-        f"{count_parameters(trainer.model):,}",
-        len(data.train),
-        trainer.device,
-    )
+    if group.main:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            write_bundle(out, recipe, data.tokenizers)
+        except OSError as exc:
+            raise StorageError(f"cannot write the run dir {out}: {exc.strerror or exc}") from exc
+        log.info(
+            "model: %s parameters; %s training pairs; device %s; %d process%s",
+            f"{count_parameters(trainer.model):,}",
+            "streamed" if data.train is None else f"{len(data.train):,}",
+            trainer.device,
+            group.world,
+            "es" if group.world > 1 else "",
+        )
     run_loop(trainer)
     return out
 
@@ -133,8 +168,10 @@ def run_loop(trainer: Trainer) -> None:
     """Epochs → batches → update; validate and checkpoint every N steps; stop on budget."""
     cfg = trainer.recipe.train
     state = trainer.state
-    progress = Progress(trainer.total_steps(), state.step, cfg.log_every)
-    reports = RunReports(trainer.out_dir, cfg.tensorboard, state.step)
+    total = trainer.total_steps()
+    main = trainer.group.main
+    progress = Progress(total, state.step, cfg.log_every) if main else SilentProgress()
+    reports = RunReports(trainer.out_dir, cfg.tensorboard, state.step) if main else SilentReports()
     started = time.perf_counter()
     with GracefulStop() as stop:
         try:
@@ -158,14 +195,13 @@ def _epochs(
             state.step,
         )
         return
+    per_update = trainer.group.world * cfg.accumulate
     while state.epoch < cfg.max_epochs and not state.stopped_early:
-        batches = token_batches(
-            trainer.src_len, trainer.tgt_len, cfg.batch_tokens, trainer.recipe.seed, state.epoch
-        )
-        while state.batch_in_epoch < len(batches):
-            stats = trainer.train_step(batches[state.batch_in_epoch])
-            state.batch_in_epoch += 1
-            state.step += 1
+        batches = trainer.data.feed.epoch(state.epoch, state.batch_in_epoch)
+        for group in updates(batches, per_update):
+            stats = trainer.train_step(group)
+            state.batch_in_epoch += len(group)  # global batches: the position is the same
+            state.step += 1  # whatever the number of processes
             if _after_step(trainer, progress, reports, stop, stats, started):
                 break
         else:
@@ -188,6 +224,7 @@ def _after_step(
 ) -> bool:
     """Log, handle faults and stop requests, validate when due; True when training should end."""
     cfg, state = trainer.recipe.train, trainer.state
+    distributed.inject_fault(trainer.group, state.step)
     lr = trainer.optimizer.param_groups[0]["lr"]
     window = progress.update(state.step, stats.loss, stats.tokens, stats.grad_norm, lr)
     if window is not None:
@@ -199,15 +236,21 @@ def _after_step(
             f"{state.nonfinite_in_a_row} non-finite losses or gradients in a row at step "
             f"{state.step}; lower train.lr or set train.clip_grad_norm (last good checkpoint saved)"
         )
-    if stop.requested:
+    # every rank must stop at the same step: a signal or the clock may reach them apart
+    stopping, over = trainer.group.any(
+        stop.requested is not None, out_of_budget(cfg, state.step, started)
+    )
+    if stopping:
         trainer.save()
+        nproc = f"--nproc {trainer.group.world} " if trainer.group.world > 1 else ""
         raise InterruptedRun(
-            f"{stop.requested}: stopped at step {state.step}; checkpoint saved; "
-            f"continue with: seq2seq train --resume {trainer.out_dir}"
+            f"{stop.requested or 'stop requested on another rank'}: stopped at step "
+            f"{state.step}; checkpoint saved; continue with: seq2seq train {nproc}--resume "
+            f"{trainer.out_dir}"
         )
     if cfg.validation.every > 0 and state.step % cfg.validation.every == 0:
         checkpoint_and_validate(trainer, progress, reports)
-    return state.stopped_early or out_of_budget(cfg, state.step, started)
+    return state.stopped_early or over
 
 
 def out_of_budget(cfg: TrainConfig, step: int, started: float) -> bool:
@@ -222,7 +265,9 @@ def checkpoint_and_validate(trainer: Trainer, progress: Progress, reports: RunRe
     """Validate (when there is validation data), log, save a checkpoint, redraw the curves."""
     best = None
     if trainer.data.valid is not None:
-        results = trainer.validate()
+        # rank 0 validates; every rank applies its results, so early stopping and the schedule
+        # decide the same everywhere
+        results = trainer.group.broadcast(trainer.validate() if trainer.group.main else {})
         best = trainer.after_validation(results)
         reports.record({"step": trainer.state.step, "split": "valid", **results})
         shown = "  ".join(f"{k} {v:.3f}" for k, v in results.items())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -12,26 +11,21 @@ from typing import Any
 import torch
 
 from seq2seq import registry
-from seq2seq.data.batching import make_batch, token_batches
+from seq2seq.data.batching import Batch, make_batch
 from seq2seq.errors import BundleError
 from seq2seq.metrics.score import metric_names
 from seq2seq.model import Seq2Seq, build_model
-from seq2seq.recipe import LOSS_METRICS, Recipe, TrainConfig
+from seq2seq.recipe import LOSS_METRICS, Recipe
 from seq2seq.training import checkpoint as ckpt
+from seq2seq.training.distributed import Group
 from seq2seq.training.evaluate import decode_and_score, validation_loss
-from seq2seq.training.loss import sequence_loss
+from seq2seq.training.feed import Pairs, share
 from seq2seq.training.prepare import Prepared
+from seq2seq.training.update import StepStats, Updater, teacher_ratio
+
+__all__ = ["LoopState", "StepStats", "Trainer", "metric_direction", "teacher_ratio"]
 
 log = logging.getLogger("seq2seq.train")
-
-
-@dataclass
-class StepStats:
-    """What one update reports."""
-
-    loss: float  # mean per target token
-    tokens: int  # real target tokens
-    grad_norm: float  # global gradient norm before clipping
 
 
 @dataclass
@@ -51,8 +45,11 @@ class LoopState:
 class Trainer:
     """Holds the model, optimizer and data of one run and drives the loop."""
 
-    def __init__(self, recipe: Recipe, out_dir: Path, device: torch.device, data: Prepared) -> None:
+    def __init__(
+        self, recipe: Recipe, out_dir: Path, device: torch.device, data: Prepared, group: Group
+    ) -> None:
         self.recipe, self.out_dir, self.device, self.data = recipe, out_dir, device, data
+        self.group = group
         train_cfg = recipe.train
         tok = data.tokenizers
         self.model: Seq2Seq = build_model(
@@ -75,29 +72,32 @@ class Trainer:
         self.state = LoopState()
         select = train_cfg.validation.select
         self.higher_is_better = metric_direction(recipe, select)
-        self.src_len = [len(s) for s in data.train.source]
-        self.tgt_len = [len(t) for t in data.train.target]
+        self.updater = Updater(self.model, self.optimizer, self.schedule, train_cfg, group)
 
-    def total_steps(self) -> int:
-        """Expected number of updates (for the ETA): epochs × batches, capped by max_steps."""
+    def total_steps(self) -> int | None:
+        """Expected number of updates (for the ETA): epochs × updates, capped by max_steps."""
         cfg = self.recipe.train
-        per_epoch = len(token_batches(self.src_len, self.tgt_len, cfg.batch_tokens, 0, 0))
-        total = per_epoch * cfg.max_epochs
+        batches = self.data.feed.batches_per_epoch()
+        if batches is None:  # streaming: only max_steps is known
+            return cfg.max_steps
+        total = -(-batches // (self.group.world * cfg.accumulate)) * cfg.max_epochs
         return min(total, cfg.max_steps) if cfg.max_steps is not None else total
 
     # ------------------------------------------------------------------ state
 
     def trainer_state(self) -> dict[str, Any]:
-        """Optimizer, schedule, RNG and loop state, as plain data and tensors."""
+        """Optimizer, schedule, RNG and loop state, as plain data and tensors (collective)."""
+        ranks = self.group.gather(rng_state())  # every rank's generators: dropout differs by rank
         state = {
             "loop": asdict(self.state),
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
-            "rng_torch": torch.get_rng_state(),
-            "rng_python": list(random.getstate()[1]),
+            "rng_torch": ranks[0]["torch"],
+            "rng_python": ranks[0]["python"],
+            "rng_ranks": ranks,
         }
-        if torch.cuda.is_available():
-            state["rng_cuda"] = torch.cuda.get_rng_state_all()
+        if self.updater.scaler.is_enabled():
+            state["scaler"] = self.updater.scaler.state_dict()
         return state
 
     def restore(self, directory: Path) -> None:
@@ -108,10 +108,11 @@ class Trainer:
             self.state = LoopState(**saved["loop"])
             self.optimizer.load_state_dict(saved["optimizer"])
             self.schedule.load_state_dict(saved["schedule"])
-            torch.set_rng_state(saved["rng_torch"])
-            random.setstate((3, tuple(saved["rng_python"]), None))
-            if "rng_cuda" in saved and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(saved["rng_cuda"])
+            if self.updater.scaler.is_enabled() and "scaler" in saved:
+                self.updater.scaler.load_state_dict(saved["scaler"])
+            ranks = saved.get("rng_ranks") or [{"torch": saved["rng_torch"]}]
+            if len(ranks) == self.group.world or self.group.main:  # else: a new rank, own seed
+                set_rng_state(ranks[self.group.rank], saved.get("rng_python"))
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise BundleError(f"cannot resume from {directory}: {exc}") from exc
 
@@ -126,58 +127,46 @@ class Trainer:
             self.schedule.scheduler.base_lrs = [lr * factor for lr in base]
 
     def save(self, best: dict[str, Any] | None = None) -> None:
-        """Checkpoint the current step; a failed write stops training with the old one intact."""
-        try:
-            ckpt.save_checkpoint(
-                self.out_dir,
-                self.state.step,
-                self.model,
-                self.trainer_state(),
-                self.recipe.train.keep_checkpoints,
-                best,
-            )
-        except OSError as exc:
-            raise ckpt.save_failed(self.out_dir, self.state.step, exc) from exc
+        """Checkpoint the current step (collective: every rank calls it, rank 0 writes); a
+        failed write stops training with the old checkpoint intact."""
+        state = self.trainer_state()
+        if self.group.main:
+            try:
+                ckpt.save_checkpoint(
+                    self.out_dir,
+                    self.state.step,
+                    self.model,
+                    state,
+                    self.recipe.train.keep_checkpoints,
+                    best,
+                )
+            except OSError as exc:
+                raise ckpt.save_failed(self.out_dir, self.state.step, exc) from exc
+        self.group.barrier()  # no rank leaves (e.g. on a stop) before the checkpoint is written
 
     # ------------------------------------------------------------------ steps
 
-    def train_step(self, indices: list[int]) -> StepStats:
-        """One update on one batch."""
-        cfg = self.recipe.train
-        batch = make_batch(self.data.train.source, self.data.train.target, indices).to(self.device)
-        assert batch.tgt_in is not None and batch.tgt_out is not None
-        self.model.train()
-        coverage = cfg.coverage_loss
-        use_coverage = coverage is not None and self.state.step >= coverage.start_step
-        output = self.model.run(
-            batch.src,
-            batch.src_lengths,
-            batch.tgt_in,
-            teacher_ratio(cfg, self.state.step),
-            use_coverage,
-        )
-        total, count = sequence_loss(
-            output.scores, batch.tgt_out, label_smoothing=cfg.label_smoothing
-        )
-        if use_coverage and output.coverage_loss is not None:
-            assert coverage is not None
-            real = (batch.tgt_out != self.model.specials.pad).to(output.coverage_loss.dtype)
-            total = total + coverage.weight * (output.coverage_loss * real).sum()
-        loss = total / count.clamp(min=1)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        limit = cfg.clip_grad_norm if cfg.clip_grad_norm is not None else math.inf
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), limit)
-        value = float(loss.detach())
-        if not (math.isfinite(value) and math.isfinite(float(norm))):
+    def train_step(self, batches: list[Any]) -> StepStats:
+        """One update on a group of global batches: this rank's share, gradients of all."""
+        feed = self.data.feed
+        tokens = sum(feed.tokens(b) for b in batches)
+        mine = share(batches, self.group.rank, self.group.world)
+        micro = [(self._to_device(feed.load(b)), w) for b, w in mine]
+        stats = self.updater.update(micro, tokens, self.state.step)
+        if stats.finite:
+            self.state.nonfinite_in_a_row = 0
+        else:
             self.state.nonfinite_in_a_row += 1
             self.state.nonfinite_total += 1
             log.warning("step %d: non-finite loss or gradient; update skipped", self.state.step)
-            return StepStats(value, int(count), float(norm))
-        self.state.nonfinite_in_a_row = 0
-        self.optimizer.step()
-        self.schedule.after_update()
-        return StepStats(value, int(count), float(norm))
+        return stats
+
+    def _to_device(self, pairs: Pairs) -> Batch:
+        source, target = pairs
+        batch = make_batch(source, target, list(range(len(source))))
+        if self.device.type == "cuda":  # page-locked memory lets the copy overlap compute
+            batch = batch.pin_memory()
+        return batch.to(self.device)
 
     def validate(self) -> dict[str, float]:
         """Loss, perplexity and decoded metrics on (a subset of) the validation data."""
@@ -230,7 +219,22 @@ def metric_direction(recipe: Recipe, name: str) -> bool:
     return bool(registry.build("metric", spec, where="metrics").higher_is_better)
 
 
-def teacher_ratio(cfg: TrainConfig, step: int) -> float:
-    """The teacher-forcing ratio at `step`."""
-    forcing = cfg.teacher_forcing
-    return forcing if isinstance(forcing, float) else forcing.ratio(step)
+def rng_state() -> dict[str, Any]:
+    """This process's random generators (torch CPU and CUDA, Python)."""
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": list(random.getstate()[1]),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], python: list[int] | None = None) -> None:
+    """Restore generators saved by `rng_state` (older checkpoints kept Python's apart)."""
+    torch.set_rng_state(state["torch"])
+    saved = state.get("python", python)
+    if saved is not None:
+        random.setstate((3, tuple(saved), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])

@@ -200,9 +200,9 @@ def test_broken_output_pipe_stops_quietly(trained, tmp_path) -> None:
 
 def nan_loss_at(steps: set[int] | None, monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the training loss NaN at these update numbers (1-based; None: always)."""
-    from seq2seq.training import trainer as trainer_module
+    from seq2seq.training import update as update_module  # where the training loss is taken
 
-    real_loss, calls = trainer_module.sequence_loss, {"n": 0}
+    real_loss, calls = update_module.sequence_loss, {"n": 0}
 
     def loss(*args, **kwargs):
         total, count = real_loss(*args, **kwargs)
@@ -211,7 +211,7 @@ def nan_loss_at(steps: set[int] | None, monkeypatch: pytest.MonkeyPatch) -> None
             total = total * float("nan")
         return total, count
 
-    monkeypatch.setattr(trainer_module, "sequence_loss", loss)
+    monkeypatch.setattr(update_module, "sequence_loss", loss)
 
 
 def test_nonfinite_steps_are_skipped_and_counted(reversal_dir, tmp_path, monkeypatch) -> None:
