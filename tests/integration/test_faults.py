@@ -300,3 +300,17 @@ def test_output_file_on_a_full_disk_is_not_left_behind(tmp_path, monkeypatch) ->
     with full, options.output_file(str(target)) as out:
         out.write("a line\n")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_any_command_on_a_full_output_is_one_message(tmp_path) -> None:
+    """`seq2seq score ... > /dev/full` (or any command whose output finds no room): one message
+    and exit 1, not an internal error."""
+    text = tmp_path / "hyp.txt"
+    text.write_text("a small test\n", encoding="utf-8")
+    score = f'"$0" -m seq2seq score --hyp "{text}" --ref "{text}" --metric chrf > /dev/full'
+    proc = subprocess.run(
+        ["bash", "-c", score, sys.executable], capture_output=True, text=True, env=ENV, timeout=120
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr == "error: cannot write the output: No space left on device\n"
