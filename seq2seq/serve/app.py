@@ -102,6 +102,20 @@ def _check_sizes(texts: list[str], limits: Limits) -> None:
             )
 
 
+def _check_unicode(texts: list[str]) -> None:
+    """JSON can carry lone surrogates (`"\\ud800"`), which are not text: the tokenizer cannot
+    take them, so they are the request's error (422), not a decoding failure."""
+    for index, text in enumerate(texts):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise HTTPException(
+                422,
+                f"text {index} is not valid Unicode: a lone surrogate "
+                f"(U+{ord(text[exc.start]):04X}) at character {exc.start}",
+            ) from exc
+
+
 def _validation_message(exc: RequestValidationError) -> str:
     """pydantic's errors as one line: `beam_size: Input should be less than or equal to 16`."""
     parts = []
@@ -206,6 +220,7 @@ def create_app(loaded: Loaded, limits: Limits | None = None) -> FastAPI:
         """Translate one text or a list of texts; results come back in input order."""
         texts = request.texts()
         _check_sizes(texts, limits)
+        _check_unicode(texts)
         try:
             spec = request_search(loaded, request)
             search = build_search(spec)

@@ -115,6 +115,17 @@ def test_bad_requests_get_a_clear_4xx(client, body, status, message) -> None:
     assert "--search" not in detail and "command line" not in detail and "recipe" not in detail
 
 
+def test_a_lone_surrogate_is_422(client: TestClient) -> None:
+    """`"\\ud800"` is valid JSON but not text: the request's error, named, not a decoding
+    failure (the tokenizer raised TypeError, answered 500 with a traceback in the log)."""
+    body = b'{"text": ["1 2", "3 \\ud800 4"]}'
+    response = client.post("/translate", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json() == {
+        "detail": "text 1 is not valid Unicode: a lone surrogate (U+D800) at character 2"
+    }
+
+
 def test_non_json_body_is_422(client: TestClient) -> None:
     """A body that is not JSON is a validation error, not a server error."""
     response = client.post(
