@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -13,6 +14,9 @@ import click
 from seq2seq import __version__, registry
 from seq2seq.errors import OutputClosed, Seq2SeqError
 from seq2seq.training.launch import rank_label, record_failure
+
+# errors of a write that found no room: a full disk or quota (the output device included)
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -70,13 +74,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     except Exception as exc:
         if debug:
             traceback.print_exc()
-        _report(
-            f"internal error: {rank_label()}{type(exc).__name__}: {exc}\n"
-            "this is a bug in seq2seq; rerun with --debug for the traceback and report it",
-            f"{type(exc).__name__}: {exc}",
-            3,
-        )
-        code = 3
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:  # the machine, not a bug
+            _silence_stdout()  # when stdout is what filled up, its final flush would fail again
+            where = f" {exc.filename}" if exc.filename else " the output"
+            _report(f"error: {rank_label()}cannot write{where}: {exc.strerror}", str(exc), 1)
+            code = 1
+        else:
+            _report(
+                f"internal error: {rank_label()}{type(exc).__name__}: {exc}\n"
+                "this is a bug in seq2seq; rerun with --debug for the traceback and report it",
+                f"{type(exc).__name__}: {exc}",
+                3,
+            )
+            code = 3
     sys.exit(code)
 
 

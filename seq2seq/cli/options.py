@@ -54,6 +54,7 @@ def output_file(path: str | None) -> Iterator[IO[str]]:
             raise Seq2SeqError(f"cannot write {target}: {exc.strerror or exc}") from exc
         with handle:
             yield handle
+            _close(handle, target)
         return
     tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
     try:
@@ -63,9 +64,24 @@ def output_file(path: str | None) -> Iterator[IO[str]]:
             raise Seq2SeqError(f"cannot write {target}: {exc.strerror or exc}") from exc
         with handle:
             yield handle
+            _close(handle, target)
         try:
             os.replace(tmp, target)
         except OSError as exc:
             raise Seq2SeqError(f"cannot write {target}: {exc.strerror or exc}") from exc
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _close(handle: IO[str], target: Path) -> None:
+    """Close after the last write, so a full disk is reported with the file's name (a failed
+    close still closes: the `with` around it has nothing left to do)."""
+    try:
+        handle.close()
+    except OSError as exc:
+        raise write_failed(str(target), exc) from exc
+
+
+def write_failed(where: str, exc: OSError) -> Seq2SeqError:
+    """The error for output that could not be written (a full disk, a device such as /dev/full)."""
+    return Seq2SeqError(f"cannot write {where}: {exc.strerror or exc}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import click
 
 
@@ -42,10 +44,31 @@ def serve_command(
     from seq2seq.bundle import load_run
     from seq2seq.training.run import pick_device
 
+    listener = listen(host, port)  # before loading the model: a busy port fails at once
     loaded = load_run(run_dir, checkpoint, str(pick_device(device)))
     app = create_app(loaded, Limits(max_texts=max_texts, max_chars=max_chars))
-    click.echo(f"serving {run_dir} at http://{host}:{port}/ (Ctrl-C stops)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    address = f"[{host}]" if ":" in host else host
+    bound = listener.getsockname()[1]  # the port the system chose for --port 0
+    click.echo(f"serving {run_dir} at http://{address}:{bound}/ (Ctrl-C stops)", err=True)
+    # log_config=None: uvicorn's warnings go through seq2seq's logging set-up, not its own
+    config = uvicorn.Config(app, log_level="warning", log_config=None)
+    uvicorn.Server(config).run(sockets=[listener])
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port; an address in use or not on this machine is one message
+    (uvicorn would log it and exit with status 3, the code of an internal error here)."""
+    from seq2seq.errors import Seq2SeqError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        raise Seq2SeqError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    return listener
 
 
 COMMANDS = [serve_command]

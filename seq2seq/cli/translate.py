@@ -9,7 +9,7 @@ from typing import IO, Any
 
 import click
 
-from seq2seq.cli.options import build_search, output_file, search_spec
+from seq2seq.cli.options import build_search, output_file, search_spec, write_failed
 
 
 def jsonl_record(index: int, translation: Any, with_attention: bool) -> str:
@@ -163,6 +163,8 @@ def translate_command(
                 raise OutputClosed(
                     f"the reader closed the output after {index} lines; translation stopped"
                 ) from exc
+            except OSError as exc:
+                raise write_failed(output_path or "standard output", exc) from exc
             bar.update(1)
         if index < 0:  # raised inside the block so a partial -o file is never renamed
             where = "standard input" if total is None else f"--input {input_path}"
@@ -174,7 +176,7 @@ def _check_plottable(model: Any, spec: dict[str, Any], plot_dir: str) -> None:
     from seq2seq.errors import PlotError
 
     members = getattr(model, "models", [model])  # an ensemble's members, or the model
-    if all(getattr(m.decoder, "attention", True) is None for m in members):
+    if not any(_attends(member) for member in members):
         raise PlotError("--plot-attention: the model has no attention (model.attention: none)")
     if spec["type"] == "sample":  # sampling keeps no attention weights
         raise click.UsageError("--plot-attention works with --search greedy or beam")
@@ -182,6 +184,14 @@ def _check_plottable(model: Any, spec: dict[str, Any], plot_dir: str) -> None:
         Path(plot_dir).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise PlotError(f"--plot-attention: cannot create {plot_dir}: {exc.strerror}") from exc
+
+
+def _attends(model: Any) -> bool:
+    """Whether a model (a run's, or an export's traced one) computes attention weights."""
+    layout = getattr(model, "layout", None)  # an export dir's model: its state layout tells
+    if layout is not None:
+        return "weights" in layout.fields
+    return getattr(model.decoder, "attention", True) is not None
 
 
 class _NoBar:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from seq2seq.bundle import Loaded, load_run, write_bundle
-from seq2seq.errors import BundleError
+from seq2seq.errors import BundleError, StorageError
 from seq2seq.export.graphs import FlatModel, StateLayout, example_batch, layout_of
 from seq2seq.export.traced import EXPORT_FORMAT, GRAPH_FILE, RUNTIME, TracedModel, sha256
 from seq2seq.model import Seq2Seq
@@ -154,10 +154,19 @@ def export_run(
         "verified_max_difference": difference,
         "source": {"run_dir": str(Path(run_dir).resolve()), "checkpoint": loaded.checkpoint.name},
     }
+    try:
+        _write_dir(out, data, loaded, section)
+    except OSError as exc:  # a full disk, a file in the way, no permission
+        raise StorageError(f"cannot write the export to {out}: {exc.strerror or exc}") from exc
+    return out
+
+
+def _write_dir(out: Path, data: bytes, loaded: Loaded, section: dict[str, object]) -> None:
+    """Write the export under a temporary name and rename it to `out` when complete."""
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     try:
+        tmp.mkdir(parents=True)
         atomic_write(tmp / GRAPH_FILE, data)
         write_bundle(tmp, loaded.recipe, loaded.tokenizers, {"export": section})
         if out.exists():
@@ -167,4 +176,3 @@ def export_run(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     fsync_dir(out.parent)
-    return out

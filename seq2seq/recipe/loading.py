@@ -202,6 +202,9 @@ def parse_recipe(data: Any, source: str = "the recipe") -> Recipe:
     if not isinstance(data, Mapping):
         kind = "empty" if data is None else f"a {type(data).__name__}"
         raise RecipeError(source, [Problem("", f"a recipe is a YAML mapping, this is {kind}")])
+    not_text = _lone_surrogates(data, "")
+    if not_text:
+        raise RecipeError(source, not_text)
     registry.load_builtins()
     recipe, problems = parse_dataclass(Recipe, data, "", _component_check)
     if recipe is not None:
@@ -209,6 +212,27 @@ def parse_recipe(data: Any, source: str = "the recipe") -> Recipe:
     if problems:
         raise RecipeError(source, problems)
     return recipe  # type: ignore[no-any-return]
+
+
+def _lone_surrogates(data: Any, path: str) -> list[Problem]:
+    """Strings that are not text: YAML's `"\\ud800"` escape makes a lone surrogate, which no
+    UTF-8 file can hold, and every recipe is written into its run dir."""
+    if isinstance(data, str):
+        try:
+            data.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            code = ord(data[exc.start])
+            return [Problem(path, f"not valid Unicode: a lone surrogate (U+{code:04X})")]
+        return []
+    if isinstance(data, Mapping):
+        found = []
+        for key, value in data.items():
+            where = f"{path}.{key!s}" if path else str(key)
+            found += _lone_surrogates(key, where) + _lone_surrogates(value, where)
+        return found
+    if isinstance(data, list):
+        return [p for i, item in enumerate(data) for p in _lone_surrogates(item, f"{path}[{i}]")]
+    return []
 
 
 def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
@@ -13,11 +13,12 @@ import torch
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from seq2seq import __version__, registry
 from seq2seq.bundle import Loaded
 from seq2seq.cli.options import build_search, search_spec
-from seq2seq.errors import Seq2SeqError
+from seq2seq.errors import Problem, RecipeError, Seq2SeqError
 from seq2seq.model import count_parameters
 from seq2seq.serve.batcher import Batcher, Busy
 from seq2seq.serve.schemas import Limits, TranslateRequest, TranslateResponse, TranslationOut
@@ -61,19 +62,32 @@ def _recipe_search_options(loaded: Loaded) -> dict[str, Any]:
 
 
 def request_search(loaded: Loaded, request: TranslateRequest) -> dict[str, Any]:
-    """The search spec for a request: the recipe's search with the request's options."""
+    """The search spec for a request: the recipe's search with the request's options; a
+    RecipeError names the request's fields."""
     options = {
         "beam_size": request.beam_size,
         "n_best": request.n_best,
         "length_penalty": request.length_penalty,
     }
-    spec: dict[str, Any] = search_spec(
-        loaded.recipe.search,
-        request.search or default_search(loaded),
-        request.max_length,
-        **options,
-    )
+    name = request.search or default_search(loaded)
+    beam_only = [key for key, value in options.items() if value is not None]
+    if name != "beam" and beam_only:  # search "greedy" given explicitly is the schema's check
+        raise RecipeError(
+            "the request",
+            [Problem(", ".join(beam_only), f"only for search 'beam'; add \"search\": \"beam\" "
+                     f"(this model's default search is '{name}')")],
+        )  # fmt: skip
+    spec: dict[str, Any] = search_spec(loaded.recipe.search, name, request.max_length, **options)
     return spec
+
+
+def _request_problems(exc: RecipeError) -> str:
+    """A search problem in the request's terms: `n_best: ...`, not `--search.n_best: ...`."""
+    fields = [
+        Problem(p.path.removeprefix("--search.").replace("--search", "search"), p.message)
+        for p in exc.problems
+    ]
+    return "; ".join(str(problem) for problem in fields)
 
 
 def _check_sizes(texts: list[str], limits: Limits) -> None:
@@ -88,6 +102,20 @@ def _check_sizes(texts: list[str], limits: Limits) -> None:
             )
 
 
+def _check_unicode(texts: list[str]) -> None:
+    """JSON can carry lone surrogates (`"\\ud800"`), which are not text: the tokenizer cannot
+    take them, so they are the request's error (422), not a decoding failure."""
+    for index, text in enumerate(texts):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise HTTPException(
+                422,
+                f"text {index} is not valid Unicode: a lone surrogate "
+                f"(U+{ord(text[exc.start]):04X}) at character {exc.start}",
+            ) from exc
+
+
 def _validation_message(exc: RequestValidationError) -> str:
     """pydantic's errors as one line: `beam_size: Input should be less than or equal to 16`."""
     parts = []
@@ -96,6 +124,52 @@ def _validation_message(exc: RequestValidationError) -> str:
         message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
         parts.append(f"{where}: {message}" if where else message)
     return "; ".join(parts)
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a request body over `limit` bytes, whether the client declares
+    its length or sends it in chunks (then the body is counted as it arrives, and held back from
+    the route until it is complete and within the limit)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(f"request body of {int(declared)} bytes", scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                await self._refuse(f"request body over {self.limit} bytes", scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        whole: Message | None = {"type": "http.request", "body": b"".join(chunks)}
+
+        async def replay() -> Message:
+            nonlocal whole
+            if whole is None:
+                return await receive()
+            message, whole = whole, None
+            return message
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, what: str, scope: Scope, receive: Receive, send: Send) -> None:
+        answer = JSONResponse({"detail": f"{what}; the limit is {self.limit}"}, status_code=413)
+        await answer(scope, receive, send)
 
 
 def _page(name: str) -> str:
@@ -116,17 +190,7 @@ def create_app(loaded: Loaded, limits: Limits | None = None) -> FastAPI:
     app = FastAPI(title=f"seq2seq: {info['name']}", version=__version__, lifespan=lifespan)
     app.state.batcher = batcher
 
-    @app.middleware("http")
-    async def limit_body(
-        request: Request, call_next: Callable[..., Awaitable[Response]]
-    ) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limits.max_body_bytes:
-            return JSONResponse(
-                {"detail": f"request body of {length} bytes; the limit is {limits.max_body_bytes}"},
-                status_code=413,
-            )
-        return await call_next(request)
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -156,17 +220,24 @@ def create_app(loaded: Loaded, limits: Limits | None = None) -> FastAPI:
         """Translate one text or a list of texts; results come back in input order."""
         texts = request.texts()
         _check_sizes(texts, limits)
+        _check_unicode(texts)
         try:
             spec = request_search(loaded, request)
             search = build_search(spec)
         except Seq2SeqError as exc:
-            raise HTTPException(422, str(exc)) from exc
+            detail = _request_problems(exc) if isinstance(exc, RecipeError) else str(exc)
+            raise HTTPException(422, detail) from exc
         key = json.dumps(spec, sort_keys=True)
         try:
             job = batcher.submit(texts, search, key, request.attention)
         except Busy as exc:
             raise HTTPException(503, str(exc)) from exc
-        results = await asyncio.wrap_future(job.future)
+        try:
+            results = await asyncio.wrap_future(job.future)
+        except Seq2SeqError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        except Exception as exc:  # a JSON answer the page can show, not a bare 500 page
+            raise HTTPException(500, f"decoding failed: {type(exc).__name__}: {exc}") from exc
         translations = [
             TranslationOut.model_validate(
                 {"source": t.source, "text": t.text, "hypotheses": t.records(request.attention)}

@@ -5,7 +5,9 @@ When the worker is free it takes the oldest waiting request and, with it, the la
 the same search, up to a number of sentences, and decodes them as one `translate_batch` call
 (micro-batching); requests with other options keep their place in line. Each
 request's translations are cut back out of the batch by position, so results never mix; a
-sentence decodes the same in a batch as alone (tested in the search tests).
+sentence decodes the same in a batch as alone (tested in the search tests). When a shared batch
+fails, its requests are decoded one by one, so only the request that causes the failure gets it;
+a request whose client went away (its future cancelled) is skipped.
 """
 
 from __future__ import annotations
@@ -112,7 +114,13 @@ class Batcher:
             self._decode(group)
 
     def _decode(self, group: list[Job]) -> None:
-        """Decode a group as one batch and hand each job its slice."""
+        """Decode a group as one batch and hand each job its slice; a job whose request went
+        away (its future cancelled) is skipped."""
+        live = [job for job in group if job.future.set_running_or_notify_cancel()]
+        if live:
+            self._answer(live)
+
+    def _answer(self, group: list[Job]) -> None:
         texts = [text for job in group for text in job.texts]
         try:
             results = translate_batch(
@@ -122,10 +130,13 @@ class Batcher:
                 batch_size=self.batch_sentences,
                 keep_attention=any(job.keep_attention for job in group),
             )
-        except Exception as exc:  # every waiting request must hear about it
+        except Exception as exc:
+            if len(group) > 1:  # one request's texts may be the cause: the others must not fail
+                for job in group:
+                    self._answer([job])
+                return
             log.exception("decoding failed")
-            for job in group:
-                job.future.set_exception(exc)
+            group[0].future.set_exception(exc)
             return
         self.batches += 1
         start = 0

@@ -122,19 +122,25 @@ def save_checkpoint(
     final = root / name
     remove_temporaries(root)
     tmp = root / f".{name}.tmp-{os.getpid()}"
+    replaced = None  # the earlier copy of this step, when the same step is saved again
     tmp.mkdir()
     try:
         atomic_write(tmp / WEIGHTS, weights_bytes(model, {"step": str(step)}))
         buffer = io.BytesIO()
         torch.save(trainer_state, buffer)
         atomic_write(tmp / TRAINER, buffer.getvalue())
-        if final.exists():  # re-saving the same step (e.g. the final save right after a validation)
-            discard(final)
-        os.rename(tmp, final)
+        if final.exists():  # re-saving a step (e.g. resuming a run that had finished its epochs)
+            replaced = root / f".{name}.tmp-{os.getpid()}-old"
+            os.rename(final, replaced)
+        os.rename(tmp, final)  # right after the first rename: the pointers' step is gone briefly
     except BaseException:
+        if replaced is not None and not final.exists():
+            os.rename(replaced, final)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     fsync_dir(root)
+    if replaced is not None:  # deleted only once the new copy is in place
+        shutil.rmtree(replaced, ignore_errors=True)
     atomic_write(root / "latest.json", json.dumps({"dir": name, "step": step}).encode())
     if best is not None:
         atomic_write(root / "best.json", json.dumps({"dir": name, "step": step, **best}).encode())

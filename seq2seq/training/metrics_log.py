@@ -48,9 +48,16 @@ def trim_metrics(run_dir: Path, step: int) -> None:
     path = run_dir / METRICS
     if not path.is_file():
         return
-    kept = [r for r in read_metrics(run_dir) if int(r.get("step", 0)) <= step]
+    kept = [r for r in read_metrics(run_dir) if not _logged_after(r, step)]
     text = "".join(json.dumps(r) + "\n" for r in kept)
     try:
         atomic_write(path, text.encode("utf-8"))
     except OSError as exc:
         raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def _logged_after(record: dict[str, Any], step: int) -> bool:
+    """Whether a record is of a step after `step` (one without a numeric step is kept as it is:
+    the file may have been edited, and resuming must not fail on it)."""
+    logged = record.get("step")
+    return isinstance(logged, (int, float)) and not isinstance(logged, bool) and logged > step

@@ -50,7 +50,14 @@ def pick_device(name: str = "auto") -> torch.device:
 def check_out_dir(out_dir: Path, resume: bool) -> None:
     """Refuse to overwrite another run, and to resume something that is not a run."""
     if resume:
-        read_bundle_meta(out_dir)
+        meta = read_bundle_meta(out_dir)
+        if "export" in meta:  # training it would overwrite its bundle.json: the export is lost
+            source = meta["export"].get("source") if isinstance(meta["export"], dict) else None
+            origin = source.get("run_dir") if isinstance(source, dict) else None
+            raise Seq2SeqError(
+                f"{out_dir} is an export dir (seq2seq export), which cannot be trained; "
+                f"resume the run it was exported from ({origin or 'its training run dir'})"
+            )
     elif (out_dir / "bundle.json").exists():
         raise Seq2SeqError(
             f"{out_dir} already holds a run; add --resume to continue it, or choose another --out"
@@ -181,6 +188,13 @@ def _epochs(
 ) -> None:
     """Run epochs from the saved position until the epochs, the budget or patience run out."""
     cfg, state = trainer.recipe.train, trainer.state
+    if state.epoch >= cfg.max_epochs or out_of_budget(cfg, state.step, started):
+        log.info(  # a resumed run that had finished: nothing to add, nothing to save again
+            "the run has used its budget at step %d (train.max_steps, train.max_epochs); "
+            "raise one to train on",
+            state.step,
+        )
+        return
     per_update = trainer.group.world * cfg.accumulate
     while state.epoch < cfg.max_epochs and not state.stopped_early:
         batches = trainer.data.feed.epoch(state.epoch, state.batch_in_epoch)

@@ -165,3 +165,32 @@ def test_serve_runs_the_int8_export(exports: dict[str, Path]) -> None:
             ).json()
             expected = outputs(exports["int8"], search, **options)[:5]
             assert [t["text"] for t in body["translations"]] == [e[0] for e in expected]
+
+
+def test_resume_refuses_an_export_dir(exports, tmp_path, capsys) -> None:
+    """`train --resume EXPORT_DIR` is one message, and the export is left as it was (it used to
+    train a fresh model there and overwrite bundle.json, losing the export section)."""
+    import shutil
+
+    copy = tmp_path / "export"
+    shutil.copytree(exports["float"], copy)
+
+    def files() -> dict[Path, bytes]:
+        return {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+
+    before = files()
+    code, _, err = run(["-q", "train", "--resume", str(copy), "train.max_steps=1"], capsys)
+    assert code == 1, err
+    assert "is an export dir (seq2seq export), which cannot be trained" in err
+    assert "resume the run it was exported from" in err and "Traceback" not in err
+    assert files() == before
+
+
+def test_export_to_an_unwritable_place_is_one_message(reversal_run, tmp_path, capsys) -> None:
+    """--out under a file (or on a full disk): one message, no internal error, nothing left."""
+    (tmp_path / "blocker").write_text("a file, not a directory", encoding="utf-8")
+    out = tmp_path / "blocker" / "export"
+    code, _, err = run(["-q", "export", str(reversal_run), "--out", str(out)], capsys)
+    assert code == 1, err
+    assert err == f"error: cannot write the export to {out}: Not a directory\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]

@@ -263,3 +263,58 @@ def test_output_to_a_device_or_pipe_is_written_not_replaced(trained, tmp_path) -
     assert proc.returncode == 0, err
     assert len(lines) == 2
     assert fifo.is_fifo()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_full_output_device_is_one_message(trained, tmp_path) -> None:
+    """Output that cannot be written (`-o /dev/full`, or stdout on a full disk) is one message
+    naming it and exit 1; it used to be an "internal error"."""
+    run_dir, _ = trained
+    source = tmp_path / "in.txt"
+    source.write_text("1 2 3\n4 5\n", encoding="utf-8")
+    translate = f'"$0" -m seq2seq -q translate "{run_dir}" -i "{source}"'
+    for redirect, named in (("-o /dev/full", "/dev/full"), ("> /dev/full", "standard output")):
+        proc = subprocess.run(
+            ["bash", "-c", f"{translate} {redirect}", sys.executable],
+            capture_output=True,
+            text=True,
+            env=ENV,
+            timeout=120,
+        )
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr == f"error: cannot write {named}: No space left on device\n"
+
+
+def test_output_file_on_a_full_disk_is_not_left_behind(tmp_path, monkeypatch) -> None:
+    """ENOSPC when the last buffered lines reach the disk: a message naming the file, and
+    neither the file nor its temporary remains."""
+    import io
+
+    from seq2seq.cli import options
+
+    class FullDisk(io.StringIO):
+        def close(self) -> None:
+            if not self.closed:
+                super().close()
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(options, "open", lambda *args, **kwargs: FullDisk(), raising=False)
+    target = tmp_path / "out.txt"
+    full = pytest.raises(options.Seq2SeqError, match="cannot write .*out.txt: No space left")
+    with full, options.output_file(str(target)) as out:
+        out.write("a line\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_any_command_on_a_full_output_is_one_message(tmp_path) -> None:
+    """`seq2seq score ... > /dev/full` (or any command whose output finds no room): one message
+    and exit 1, not an internal error."""
+    text = tmp_path / "hyp.txt"
+    text.write_text("a small test\n", encoding="utf-8")
+    score = f'"$0" -m seq2seq score --hyp "{text}" --ref "{text}" --metric chrf > /dev/full'
+    proc = subprocess.run(
+        ["bash", "-c", score, sys.executable], capture_output=True, text=True, env=ENV, timeout=120
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr == "error: cannot write the output: No space left on device\n"

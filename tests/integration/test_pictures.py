@@ -183,6 +183,30 @@ def test_plot_attention_refusals(data: Path, runs, tmp_path: Path, capsys) -> No
     assert not maps.exists()
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+def test_plot_attention_from_an_export_dir(data: Path, runs, tmp_path: Path, capsys) -> None:
+    """An export dir draws per-head maps like its run, and one without attention is refused
+    with the run dir's message (both used to end in an internal error)."""
+    from seq2seq.export.write import export_run
+
+    exported = export_run(runs["heads"], tmp_path / "heads-export")
+    source = tmp_path / "in.txt"
+    source.write_text("1 2 3\n4 5\n", encoding="utf-8")
+    maps = tmp_path / "maps"
+    code, _, err = run(
+        ["translate", str(exported), "-i", str(source), "--plot-attention", str(maps)], capsys
+    )
+    assert code == 0, err
+    assert sorted(p.name for p in maps.iterdir()) == ["00001.png", "00002.png"]
+    plain = train(parse_recipe(_recipe(data, None, max_steps=2)), tmp_path / "plain")
+    plain_export = export_run(plain, tmp_path / "plain-export")
+    code, _, err = run(
+        ["translate", str(plain_export), "-i", str(source), "--plot-attention", str(maps)], capsys
+    )
+    assert code == 1, err
+    assert "--plot-attention: the model has no attention" in err
+
+
 def test_tensorboard_gets_scalars_and_attention_images(data: Path, tmp_path: Path) -> None:
     """train.tensorboard: true writes the logged scalars and a few attention maps."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

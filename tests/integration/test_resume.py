@@ -126,3 +126,21 @@ def test_sigint_saves_and_resume_continues(signal_name, reversal_dir, tmp_path) 
     train(None, run_dir, resume=True, overrides=(f"train.max_steps={pointer['step'] + 2}",))
     resumed = json.loads((run_dir / "checkpoints" / "latest.json").read_text())
     assert resumed["step"] == pointer["step"] + 2
+
+
+def test_resuming_a_finished_run_trains_nothing(reversal_dir: Path, tmp_path: Path, caplog):
+    """A run that reached train.max_steps (or max_epochs) and is resumed with the same budget
+    stays as it is: no extra update, no new checkpoint, no new metrics. It used to take one
+    more step each time, past max_steps."""
+    recipe = tiny_recipe(reversal_dir, train={"max_steps": 4, "validation": {"every": 3}})
+    run = train(parse_recipe(recipe), tmp_path / "run")
+    before = _weights(run)
+    metrics = (run / "metrics.jsonl").read_text("utf-8")
+    with caplog.at_level("INFO", logger="seq2seq.train"):
+        train(None, run, resume=True)
+    assert "the run has used its budget at step 4" in caplog.text
+    assert checkpoint_dir(run, "latest").name == "step-00000004"
+    assert all(torch.equal(before[k], v) for k, v in _weights(run).items())
+    assert (run / "metrics.jsonl").read_text("utf-8") == metrics
+    train(None, run, resume=True, overrides=("train.max_steps=6",))
+    assert checkpoint_dir(run, "latest").name == "step-00000006"

@@ -3,6 +3,7 @@ size limits, /info and /health, the page, and the batcher that shares the model.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,6 +92,11 @@ def test_attention_has_one_row_per_target_piece(client: TestClient, search: str)
          "n_best (4) cannot exceed beam_size (2)"),
         ({"text": "1", "search": "greedy", "beam_size": 2}, 422,
          "beam_size: only for search 'beam', not 'greedy'"),
+        ({"text": "1", "n_best": 2, "beam_size": 3}, 422,
+         "beam_size, n_best: only for search 'beam'; add \"search\": \"beam\" (this model's "
+         "default search is 'greedy')"),
+        ({"text": "1", "search": "beam", "n_best": 9}, 422,
+         "search: need beam_size ≥ 1 and 1 ≤ n_best ≤ beam_size, got 5, 9"),
         ({"text": "1", "max_length": 0}, 422, "max_length: Input should be greater than"),
         ({"text": "1", "beam": 3}, 422, "beam: Extra inputs are not permitted"),
         ({"texts": ["1"]}, 422, "text: Field required"),
@@ -104,7 +110,20 @@ def test_bad_requests_get_a_clear_4xx(client, body, status, message) -> None:
     """Validation errors name the field and the rule; size limits answer 413."""
     response = client.post("/translate", json=body)
     assert response.status_code == status
-    assert message in response.json()["detail"]
+    detail = response.json()["detail"]
+    assert message in detail
+    assert "--search" not in detail and "command line" not in detail and "recipe" not in detail
+
+
+def test_a_lone_surrogate_is_422(client: TestClient) -> None:
+    """`"\\ud800"` is valid JSON but not text: the request's error, named, not a decoding
+    failure (the tokenizer raised TypeError, answered 500 with a traceback in the log)."""
+    body = b'{"text": ["1 2", "3 \\ud800 4"]}'
+    response = client.post("/translate", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json() == {
+        "detail": "text 1 is not valid Unicode: a lone surrogate (U+D800) at character 2"
+    }
 
 
 def test_non_json_body_is_422(client: TestClient) -> None:
@@ -188,24 +207,42 @@ def test_batcher_groups_same_search_and_never_mixes(loaded: Loaded) -> None:
 
 
 def test_serve_command_starts_uvicorn_on_loopback(reversal_run, monkeypatch, capsys) -> None:
-    """`seq2seq serve RUN_DIR` builds the app with the limits given and binds 127.0.0.1:8000."""
+    """`seq2seq serve RUN_DIR` builds the app with the limits given and listens on 127.0.0.1;
+    with --port 0 the message names the port the system chose."""
     import uvicorn
 
     from seq2seq.cli import main
 
     started: dict[str, Any] = {}
 
-    def fake_run(app: Any, host: str, port: int, log_level: str) -> None:
-        started.update(app=app, host=host, port=port)
+    def fake_run(server: uvicorn.Server, sockets: list[Any]) -> None:
+        started.update(app=server.config.app, address=sockets[0].getsockname())
+        sockets[0].close()
 
-    monkeypatch.setattr(uvicorn, "run", fake_run)
+    monkeypatch.setattr(uvicorn.Server, "run", fake_run)
     with pytest.raises(SystemExit) as exit_info:
-        main(["serve", str(reversal_run), "--max-texts", "3"])
+        main(["serve", str(reversal_run), "--max-texts", "3", "--port", "0"])
     assert exit_info.value.code == 0
-    assert (started["host"], started["port"]) == ("127.0.0.1", 8000)
+    host, port = started["address"]
+    assert host == "127.0.0.1" and port > 0
     with TestClient(started["app"]) as test_client:
         assert test_client.get("/info").json()["limits"]["max_texts"] == 3
-    assert "serving" in capsys.readouterr().err
+    assert f"serving {reversal_run} at http://127.0.0.1:{port}/" in capsys.readouterr().err
+
+
+def test_serve_on_a_busy_port_is_one_message(reversal_run, capsys) -> None:
+    """A port in use is one message and exit 1 (uvicorn alone exits 3, our internal-error code)."""
+    import socket
+
+    from tests.conftest import run_cli
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = run_cli(["serve", str(reversal_run), "--port", str(port)], capsys)
+    assert code == 1
+    assert err == f"error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
 
 
 def test_serve_without_the_extra_is_one_message(reversal_run, monkeypatch, capsys) -> None:
@@ -219,3 +256,79 @@ def test_serve_without_the_extra_is_one_message(reversal_run, monkeypatch, capsy
     err = capsys.readouterr().err
     assert "seq2seq serve needs FastAPI and uvicorn (uvicorn is missing)" in err
     assert "pip install 'seq2seq[serve]'" in err
+
+
+def test_a_request_that_went_away_is_skipped(loaded: Loaded) -> None:
+    """A waiting job whose future was cancelled (its client is gone) is skipped, and the
+    worker goes on: setting the result of a cancelled future used to kill the worker thread,
+    leaving every later request waiting for ever."""
+    batcher = Batcher(loaded, start=False)
+    greedy = build("search", "greedy", where="t")
+    gone = batcher.submit(["1 2"], greedy, "g", False)
+    kept = batcher.submit(["3 4"], greedy, "g", False)
+    assert gone.future.cancel()
+    group = batcher._next_group()
+    assert group == [gone, kept]
+    batcher._decode(group)
+    assert [t.text for t in kept.future.result(timeout=1)] == [alone(loaded, "3 4")]
+    assert gone.future.cancelled()
+
+
+def test_a_failing_request_fails_alone(loaded: Loaded, monkeypatch, caplog) -> None:
+    """When decoding a shared batch fails, each request is decoded on its own, so only the one
+    that fails gets the error; the others get their translations, and the worker lives on."""
+    from seq2seq.serve import batcher as batcher_module
+
+    def fussy(loaded: Loaded, search: Any, texts: list[str], **kwargs: Any) -> Any:
+        if "boom" in texts:
+            raise RuntimeError("this text breaks the model")
+        return translate_batch(loaded, search, texts, **kwargs)
+
+    monkeypatch.setattr(batcher_module, "translate_batch", fussy)
+    batcher = Batcher(loaded, start=False)
+    greedy = build("search", "greedy", where="t")
+    jobs = [
+        batcher.submit(["1 2"], greedy, "g", False),
+        batcher.submit(["3", "boom"], greedy, "g", False),
+        batcher.submit(["5 6"], greedy, "g", False),
+    ]
+    group = batcher._next_group()
+    assert group == jobs
+    with caplog.at_level(logging.ERROR, logger="seq2seq.serve.batcher"):
+        batcher._decode(group)
+    assert [t.text for t in jobs[0].future.result(timeout=1)] == [alone(loaded, "1 2")]
+    assert [t.text for t in jobs[2].future.result(timeout=1)] == [alone(loaded, "5 6")]
+    with pytest.raises(RuntimeError, match="this text breaks the model"):
+        jobs[1].future.result(timeout=1)
+
+
+def test_a_decoding_failure_is_a_json_500(loaded: Loaded, monkeypatch) -> None:
+    """The page reads `detail` from every error answer, so a failure is JSON too."""
+    from seq2seq.serve import batcher as batcher_module
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(batcher_module, "translate_batch", broken)
+    with TestClient(create_app(loaded)) as test_client:
+        response = test_client.post("/translate", json={"text": "1 2"})
+        assert response.status_code == 500
+        assert response.json() == {"detail": "decoding failed: RuntimeError: out of memory"}
+        assert test_client.get("/health").json()["status"] == "ok"
+
+
+def test_a_chunked_body_over_the_limit_is_413(client: TestClient) -> None:
+    """A body sent without Content-Length (chunked) is counted as it arrives: the 1 MB limit
+    cannot be bypassed by leaving out the header; a small chunked body still works."""
+
+    def pieces(body: bytes) -> Iterator[bytes]:
+        for start in range(0, len(body), 500):
+            yield body[start : start + 500]
+
+    headers = {"content-type": "application/json"}
+    large = b'{"text": "1", "pad": "' + b"x" * 3000 + b'"}'
+    response = client.post("/translate", content=pieces(large), headers=headers)
+    assert response.status_code == 413
+    assert response.json() == {"detail": "request body over 2000 bytes; the limit is 2000"}
+    response = client.post("/translate", content=pieces(b'{"text": "1 2"}'), headers=headers)
+    assert response.status_code == 200, response.text

@@ -51,7 +51,8 @@ def _require_browser() -> None:
 
 def test_page_translates_and_draws_attention(reversal_run: Path, tmp_path: Path) -> None:
     """Greedy, then beam with two outputs: the translation, the n-best list and an attention
-    table with one row per target piece and one column per source piece."""
+    table with one row per target piece and one column per source piece; then HTML typed in
+    comes back as text (nothing from it becomes an element or runs)."""
     _require_browser()
     from playwright.sync_api import expect, sync_playwright
 
@@ -89,6 +90,15 @@ def test_page_translates_and_draws_attention(reversal_run: Path, tmp_path: Path)
             expect(page.locator(".others li")).to_have_count(1, timeout=20_000)
             expect(page.locator("table.attention")).to_be_visible()
             page.screenshot(path=str(tmp_path / "beam.png"), full_page=True)
+
+            markup = '<img src=x onerror="window.injected=1"><b>1 2</b>'
+            page.check("#search-greedy")
+            page.fill("#source-text", markup)
+            page.click("#translate")
+            expect(page.locator(".source")).to_have_text(markup, timeout=20_000)
+            results = page.locator("#results")
+            assert results.locator("img").count() == results.locator("b").count() == 0
+            assert page.evaluate("window.injected") is None
         finally:
             browser.close()
     assert (tmp_path / "greedy.png").stat().st_size > 5000

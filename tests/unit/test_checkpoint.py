@@ -111,3 +111,32 @@ def test_corrupt_pointer_falls_back_to_newest_step(tmp_path: Path) -> None:
     ckpt.save_checkpoint(tmp_path, 5, Tied(), {}, keep=2)
     (tmp_path / "checkpoints" / "latest.json").write_text("{not json")
     assert ckpt.checkpoint_dir(tmp_path, "latest").name == "step-00000005"
+
+
+class Killed(BaseException):
+    """Stands for a SIGKILL at one instant."""
+
+
+def test_saving_a_step_again_never_leaves_it_missing(tmp_path: Path, monkeypatch) -> None:
+    """Saving step N when step N exists (latest.json points at it): a kill while the old copy
+    is deleted leaves step N loadable. The old copy used to be deleted before the new one was
+    renamed into place, so such a kill left latest.json pointing at nothing."""
+    model = Tied()
+    ckpt.save_checkpoint(tmp_path, 5, model, {"loop": {"step": 5}}, keep=1)
+    real_rmtree = ckpt.shutil.rmtree
+
+    def killed_while_deleting_the_old_copy(path, *args, **kwargs):
+        if str(path).endswith("-old"):
+            raise Killed
+        real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt.shutil, "rmtree", killed_while_deleting_the_old_copy)
+    with pytest.raises(Killed):
+        ckpt.save_checkpoint(tmp_path, 5, model, {"loop": {"step": 5, "again": True}}, keep=1)
+    monkeypatch.setattr(ckpt.shutil, "rmtree", real_rmtree)
+    directory = ckpt.checkpoint_dir(tmp_path, "latest")
+    assert directory is not None and directory.name == "step-00000005"
+    ckpt.load_weights(Tied(), directory / ckpt.WEIGHTS)
+    assert ckpt.load_trainer_state(directory)["loop"] == {"step": 5, "again": True}
+    ckpt.save_checkpoint(tmp_path, 6, model, {"loop": {"step": 6}}, keep=1)  # tidies up
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir() if ".tmp" in p.name] == []

@@ -83,6 +83,18 @@ def test_non_utf8_bytes(tmp_path: Path) -> None:
     assert str(path) in str(info.value)
 
 
+def test_lone_surrogates_are_problems(tmp_path: Path, recipe_data: dict[str, Any]) -> None:
+    """YAML's "\\ud800" escape (in the file or an override) makes a string no UTF-8 file can
+    hold; it is named like any other problem. Training used to fail with an internal error
+    after it had started writing the run dir."""
+    text = yaml.safe_dump(recipe_data, sort_keys=False) + 'metrics: [bleu, "x\\udfff"]\n'
+    info = load_error(write(tmp_path, text), ('name="\\ud800"',))
+    assert problems_of(info) == [
+        "name: not valid Unicode: a lone surrogate (U+D800)",
+        "metrics[1]: not valid Unicode: a lone surrogate (U+DFFF)",
+    ]
+
+
 def test_invalid_yaml_names_line_and_column(tmp_path: Path) -> None:
     path = write(tmp_path, "name: x\nseed: 1\nmodel: a: b\n")
     [message] = problems_of(load_error(path))
