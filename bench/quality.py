@@ -5,8 +5,9 @@ Usage: python bench/quality.py [--minutes 20] [--out ../peers-work/seq2seq/quali
        [--threads 2] [--test-lines N] [KEY=VALUE ...]
 The budget is the training process's wall clock, start-up included (the peers get the same
 budget). The tokenized corpus and the fitted sentencepiece model are cached next to the run
-(`data.cache_dir`), so only the first run pays for them, as the peers' pieces are made once. At the budget the
-process gets SIGINT, saves a checkpoint at the end of the current update and exits.
+(`data.cache_dir`), so only the first run pays for them, as the peers' pieces are made once.
+At the budget the process gets SIGINT, saves a checkpoint at the end of the current update and
+exits.
 """
 
 from __future__ import annotations
