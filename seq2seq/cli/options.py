@@ -48,29 +48,29 @@ def output_file(path: str | None) -> Iterator[IO[str]]:
         return
     target = Path(path)
     if target.exists() and not target.is_file():  # /dev/null, a named pipe: write, never replace
-        try:
-            handle = open(target, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
-        except OSError as exc:
-            raise Seq2SeqError(f"cannot write {target}: {exc.strerror or exc}") from exc
-        with handle:
+        with _open_text(target, target) as handle:
             yield handle
             _close(handle, target)
         return
     tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
     try:
-        try:
-            handle = open(tmp, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
-        except OSError as exc:
-            raise Seq2SeqError(f"cannot write {target}: {exc.strerror or exc}") from exc
-        with handle:
+        with _open_text(tmp, target) as handle:
             yield handle
             _close(handle, target)
         try:
             os.replace(tmp, target)
         except OSError as exc:
-            raise Seq2SeqError(f"cannot write {target}: {exc.strerror or exc}") from exc
+            raise write_failed(str(target), exc) from exc
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _open_text(path: Path, target: Path) -> IO[str]:
+    """`path` opened for UTF-8 text; a failure names `target`, the file the user asked for."""
+    try:
+        return open(path, "w", encoding="utf-8", newline="\n")
+    except OSError as exc:
+        raise write_failed(str(target), exc) from exc
 
 
 def _close(handle: IO[str], target: Path) -> None:
