@@ -265,6 +265,44 @@ def test_output_to_a_device_or_pipe_is_written_not_replaced(trained, tmp_path) -
     assert fifo.is_fifo()
 
 
+def test_input_from_a_named_pipe_is_streamed(trained, tmp_path) -> None:
+    """`-i <(zcat f.gz)`: a named pipe can be read only once; it is translated, not refused
+    and not drained by a line count first."""
+    run_dir, _ = trained
+    source, out = tmp_path / "source.txt", tmp_path / "out.txt"
+    source.write_text("1 2 3\n4 5\n6\n", encoding="utf-8")
+    script = f'"$0" -m seq2seq -q translate "{run_dir}" -i <(cat "{source}") -o "{out}"'
+    proc = subprocess.run(
+        ["bash", "-c", script, sys.executable], capture_output=True, text=True, env=ENV, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    expected = subprocess.run(
+        [*SEQ2SEQ, "-q", "translate", str(run_dir), "-i", str(source)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=120,
+    ).stdout
+    assert out.read_text(encoding="utf-8") == expected and expected.count("\n") == 3
+
+
+@pytest.mark.parametrize("argv", [["components"], ["--version"], ["--help"]])
+def test_every_command_stops_with_141_on_a_closed_pipe(argv) -> None:
+    """Output to a pipe whose reader has gone: one "stopped" line and exit 141, like the
+    writer in `seq2seq components | head -1` (click alone would exit 1 without a word)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run(
+            [*SEQ2SEQ, *argv], stdout=write_end, stderr=subprocess.PIPE, text=True, env=ENV,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141, proc.stderr
+    assert proc.stderr == "stopped: the reader closed the output\n"
+
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_full_output_device_is_one_message(trained, tmp_path) -> None:
     """Output that cannot be written (`-o /dev/full`, or stdout on a full disk) is one message
