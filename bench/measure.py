@@ -60,6 +60,7 @@ def run_timed(
             stderr=flog,
             env=full_env,
             cwd=cwd,
+            preexec_fn=_default_sigint,
         )
         deadline = None if budget is None else start + budget
         while True:
@@ -77,6 +78,13 @@ def run_timed(
         wall = time.perf_counter() - start
     child.returncode = os.waitstatus_to_exitcode(status)
     return Timed(wall, usage.ru_maxrss / 1024, child.returncode)
+
+
+def _default_sigint() -> None:
+    """In the child: SIGINT back to its default. A benchmark started in the background
+    (`nohup ... &`) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt:
+    JoeyNMT would not save at the budget and OpenNMT-py would train on until the SIGKILL."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def thread_env(threads: int) -> dict[str, str]:
