@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO, Any
 
 import click
@@ -45,7 +45,13 @@ def _input_lines(path: Path) -> tuple[Iterator[str], int | None]:
 
 @click.command("translate")
 @click.argument("run_dir", type=click.Path())
-@click.option("-i", "--input", "input_path", type=click.Path(), help="Input text: a file, a named pipe, or - for stdin (the default).")
+@click.option(
+    "-i",
+    "--input",
+    "input_path",
+    type=click.Path(),
+    help="Input text: a file, a named pipe, or - for stdin (the default).",
+)
 @click.option(
     "-o",
     "--output",

@@ -289,7 +289,11 @@ def test_every_command_stops_with_141_on_a_closed_pipe(argv) -> None:
     os.close(read_end)
     try:
         proc = subprocess.run(
-            [*SEQ2SEQ, *argv], stdout=write_end, stderr=subprocess.PIPE, text=True, env=ENV,
+            [*SEQ2SEQ, *argv],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
             timeout=60,
         )
     finally:
