@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import click
 
@@ -19,7 +21,33 @@ from seq2seq.training.launch import rank_label, record_failure
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Seq2SeqGroup(click.Group):
+    """The command group; a closed output pipe becomes `OutputClosed` (exit 141).
+
+    click turns a broken pipe into a bare exit 1 on its own; raised as our error instead, it
+    reaches `main` and ends like a writer killed by SIGPIPE, as `| head -1` expects.
+    """
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        """Parse the arguments; `--help` and `--version` write here."""
+        with _pipe_closed_is_a_stop():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command."""
+        with _pipe_closed_is_a_stop():
+            return super().invoke(ctx)
+
+
+@contextlib.contextmanager
+def _pipe_closed_is_a_stop() -> Iterator[None]:
+    try:
+        yield
+    except BrokenPipeError as exc:
+        raise OutputClosed("the reader closed the output") from exc
+
+
+@click.group(cls=Seq2SeqGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="seq2seq")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr.")

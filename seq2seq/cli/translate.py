@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -20,14 +21,37 @@ def jsonl_record(index: int, translation: Any, with_attention: bool) -> str:
     )
 
 
-def _count_lines(path: Path) -> int:
-    with path.open("rb") as handle:
-        return sum(1 for _ in handle)
+def _input_lines(path: Path) -> tuple[Iterator[str], int | None]:
+    """The lines of --input and their count; a named pipe or a device (`-i <(zcat f.gz)`) can
+    be read only once, so it is streamed without a count."""
+    from seq2seq.data.dataset import decode_lines, iter_text_lines
+    from seq2seq.errors import DataError
+
+    if path.is_file():
+        with path.open("rb") as handle:
+            total = sum(1 for _ in handle)
+        return iter_text_lines(path, "--input"), total
+    if not path.exists():
+        raise DataError(f"--input: file {path} not found")
+    if path.is_dir():
+        raise DataError(f"--input: {path} is a directory; give a text file")
+
+    def streamed() -> Iterator[str]:
+        with path.open("rb") as handle:
+            yield from decode_lines(handle, f"--input: {path}")
+
+    return streamed(), None
 
 
 @click.command("translate")
 @click.argument("run_dir", type=click.Path())
-@click.option("-i", "--input", "input_path", type=click.Path(), help="Input file (default stdin).")
+@click.option(
+    "-i",
+    "--input",
+    "input_path",
+    type=click.Path(),
+    help="Input text: a file, a named pipe, or - for stdin (the default).",
+)
 @click.option(
     "-o",
     "--output",
@@ -100,7 +124,7 @@ def translate_command(
 ) -> None:
     """Translate text with the model in RUN_DIR (the --out dir of `seq2seq train`)."""
     from seq2seq.bundle import load_run
-    from seq2seq.data.dataset import decode_lines, iter_text_lines
+    from seq2seq.data.dataset import decode_lines
     from seq2seq.errors import DataError, OutputClosed
     from seq2seq.inference import translate_stream
     from seq2seq.plots.attention import write_translation_attention
@@ -131,12 +155,7 @@ def translate_command(
             raise DataError("standard input is closed; give --input FILE or pipe text in")
         lines = decode_lines(sys.stdin.buffer, "stdin")
     else:
-        path = Path(input_path)
-        if not path.is_file():
-            raise DataError(f"--input: {path} is not a file" if path.exists()
-                            else f"--input: file {path} not found")  # fmt: skip
-        lines = iter_text_lines(path, "--input")
-        total = _count_lines(path)
+        lines, total = _input_lines(Path(input_path))
     stream = translate_stream(
         loaded,
         decoder,

@@ -56,12 +56,29 @@ class InitialState(nn.Module):
         return source.contiguous()
 
 
-def advance_alignment(state: DecoderState, weights: Tensor | None) -> tuple[Tensor | None, int]:
-    """Coverage after this step's weights, and the next position."""
-    if weights is None:
-        return state.coverage, state.position + 1
-    coverage = weights if state.coverage is None else state.coverage + weights
-    return coverage, state.position + 1
+def next_state(
+    state: DecoderState,
+    hidden: Tensor | tuple[Tensor, Tensor],
+    context: Tensor | None,
+    weights: Tensor | None,
+    heads: Tensor | None,
+    feed: Tensor | None = None,
+) -> DecoderState:
+    """The state after one step: the RNN's new state, this step's attention, the coverage
+    summed over the steps so far, and the next position."""
+    coverage = state.coverage
+    if weights is not None:
+        coverage = weights if coverage is None else coverage + weights
+    return replace(
+        state,
+        hidden=hidden,
+        feed=feed,
+        weights=weights,
+        context=context,
+        coverage=coverage,
+        position=state.position + 1,
+        extra=with_heads(state.extra, heads),
+    )
 
 
 class RecurrentDecoder(nn.Module):
@@ -186,18 +203,8 @@ class LuongDecoder(RecurrentDecoder):
         rnn_input = embedded if state.feed is None else torch.cat([embedded, state.feed], -1)
         output, hidden = self.rnn(rnn_input.unsqueeze(1), state.hidden)
         features, context, weights, heads = self._features(output.squeeze(1), state)
-        coverage, position = advance_alignment(state, weights)
         feed = features if self.input_feeding else None
-        return features, replace(
-            state,
-            hidden=hidden,
-            feed=feed,
-            weights=weights,
-            context=context,
-            coverage=coverage,
-            position=position,
-            extra=with_heads(state.extra, heads),
-        )
+        return features, next_state(state, hidden, context, weights, heads, feed)
 
     def forward_sequence(self, embedded: Tensor, state: DecoderState) -> SequenceOutput | None:
         """All T steps at once under teacher forcing: (B, T, E) → features (B, T, H).
@@ -254,13 +261,4 @@ class BahdanauDecoder(RecurrentDecoder):
         output, hidden = self.rnn(torch.cat(parts, -1).unsqueeze(1), state.hidden)
         output = output.squeeze(1)
         features = torch.tanh(self.output(torch.cat([output, *parts[1:], embedded], -1)))
-        coverage, position = advance_alignment(state, weights)
-        return self.dropout(features), replace(
-            state,
-            hidden=hidden,
-            weights=weights,
-            context=context,
-            coverage=coverage,
-            position=position,
-            extra=with_heads(state.extra, heads),
-        )
+        return self.dropout(features), next_state(state, hidden, context, weights, heads)

@@ -162,7 +162,7 @@ class Decoder(Protocol):
     """Produces one feature vector per target position; the model projects it to the vocabulary.
 
     `step` must leave the step's attention weights and context in the returned state (None
-    without attention), and advance `position` and `coverage` (see `advance_alignment`).
+    without attention), and advance `position` and `coverage` (see `next_state`).
     """
 
     hidden_size: int  # H

@@ -13,10 +13,9 @@ from seq2seq.data.batching import Batch
 from seq2seq.model import Seq2Seq
 from seq2seq.registry import register
 from seq2seq.search.constraints import (
-    apply_length,
-    ban_specials,
     block_repeats,
     check_limits,
+    constrained_step,
     length_limits,
 )
 from seq2seq.search.hypotheses import (
@@ -96,10 +95,8 @@ class BeamSearch:
         prev = torch.full((B * K,), sp.bos, dtype=torch.long, device=device)
         for t in range(int(max_len.max()) + 1):  # + 1: the closing </s>
             N = sentence.numel()
-            log_probs, state = model.step(prev, state)
-            log_probs = ban_specials(log_probs, sp.pad, sp.bos)
-            log_probs = apply_length(
-                log_probs, t, min_len.repeat_interleave(K), max_len.repeat_interleave(K), sp.eos
+            log_probs, state = constrained_step(
+                model, prev, state, t, min_len.repeat_interleave(K), max_len.repeat_interleave(K)
             )
             log_probs = block_repeats(log_probs, tokens, self.no_repeat_ngram)
             V = log_probs.size(-1)

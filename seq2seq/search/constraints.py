@@ -3,6 +3,8 @@ length limits, no repeated n-grams. Each takes and returns (N, V) log-probabilit
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -25,6 +27,17 @@ def length_limits(lengths: Tensor, length: int, ratio: float | None, slack: int 
         by_ratio = (lengths.float() * ratio).ceil().long() + slack
         limits = torch.minimum(limits, by_ratio)
     return limits
+
+
+def constrained_step(
+    model: Any, prev: Tensor, state: Any, step: int, min_len: Tensor, max_len: Tensor
+) -> tuple[Tensor, Any]:
+    """One decoder step of every search: log-probabilities (N, V) of the next piece with
+    <pad> and <s> banned and the length limits applied, and the next state."""
+    sp = model.specials
+    log_probs, state = model.step(prev, state)
+    log_probs = ban_specials(log_probs, sp.pad, sp.bos)
+    return apply_length(log_probs, step, min_len, max_len, sp.eos), state
 
 
 def ban_specials(log_probs: Tensor, *ids: int) -> Tensor:

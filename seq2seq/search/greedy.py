@@ -11,7 +11,7 @@ from torch import Tensor
 from seq2seq.data.batching import Batch
 from seq2seq.model import Seq2Seq
 from seq2seq.registry import register
-from seq2seq.search.constraints import apply_length, ban_specials, check_limits, length_limits
+from seq2seq.search.constraints import check_limits, constrained_step, length_limits
 from seq2seq.search.hypotheses import Hypothesis
 from seq2seq.search.trace import AttentionTrace
 
@@ -51,10 +51,7 @@ class GreedySearch:
         scores = torch.zeros(B, device=device)
         tokens, trace = [], AttentionTrace()
         for t in range(longest + 1):  # + 1: the closing </s>
-            log_probs, state = model.step(prev, state)
-            log_probs = apply_length(
-                ban_specials(log_probs, sp.pad, sp.bos), t, min_len, max_len, sp.eos
-            )
+            log_probs, state = constrained_step(model, prev, state, t, min_len, max_len)
             best, choice = log_probs.max(dim=-1)
             scores[active] += best
             tokens.append(torch.full((B,), sp.pad, device=device).index_copy_(0, active, choice))

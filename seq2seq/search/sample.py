@@ -11,7 +11,7 @@ from torch import Tensor
 from seq2seq.data.batching import Batch
 from seq2seq.model import Seq2Seq
 from seq2seq.registry import register
-from seq2seq.search.constraints import apply_length, ban_specials, check_limits, length_limits
+from seq2seq.search.constraints import check_limits, constrained_step, length_limits
 from seq2seq.search.hypotheses import Hypothesis
 
 
@@ -71,10 +71,7 @@ class SampleSearch:
         scores = torch.zeros(B * n, device=device)
         tokens = []
         for t in range(int(max_len.max()) + 1):  # + 1: the closing </s>
-            log_probs, state = model.step(prev, state)
-            log_probs = apply_length(
-                ban_specials(log_probs, sp.pad, sp.bos), t, min_len, max_len, sp.eos
-            )
+            log_probs, state = constrained_step(model, prev, state, t, min_len, max_len)
             logits = filter_logits(log_probs, self.temperature, self.top_k, self.top_p)
             choice = torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
             choice = choice.masked_fill(done, sp.pad)

@@ -267,6 +267,13 @@ def test_translate_input_errors_leave_no_output(data, expected, trained, tmp_pat
     assert list(target.parent.iterdir()) == []
 
 
+def test_translate_input_that_is_a_directory(trained, tmp_path, capsys) -> None:
+    """`-i DIR` is one message naming the directory, not an IsADirectoryError."""
+    run_dir, _ = trained
+    code, _, err = run(["translate", str(run_dir), "-i", str(tmp_path)], capsys)
+    assert_one_message(code, err, f"--input: {tmp_path} is a directory")
+
+
 ODD_LINES = [
     "1 2 3",
     "",

@@ -32,6 +32,17 @@ def start_training(args: list[str]) -> subprocess.Popen[str]:
     return subprocess.Popen([*SEQ2SEQ, "train", *args], stderr=subprocess.PIPE, text=True, env=ENV)
 
 
+def shell(command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run `command` in bash, where "$0" is this Python, with output captured."""
+    return subprocess.run(
+        ["bash", "-c", command, sys.executable],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=timeout,
+    )
+
+
 def wait_for(path: Path, timeout: float = 60) -> None:
     """Block until `path` exists."""
     deadline = time.time() + timeout
@@ -169,13 +180,7 @@ def test_unwritable_run_dir_is_one_message(reversal_dir, tmp_path) -> None:
 def test_closed_stdin_is_one_message(trained) -> None:
     """`seq2seq translate RUN <&-`: a message, not a crash."""
     run_dir, _ = trained
-    proc = subprocess.run(
-        ["bash", "-c", f'"$0" -m seq2seq translate "{run_dir}" <&-', sys.executable],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=60,
-    )
+    proc = shell(f'"$0" -m seq2seq translate "{run_dir}" <&-')
     assert proc.returncode == 1, proc.stderr
     assert "standard input is closed" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -189,9 +194,7 @@ def test_broken_output_pipe_stops_quietly(trained, tmp_path) -> None:
     script = f'"$0" -m seq2seq -q translate "{run_dir}" -i "{source}" | head -1; ' + (
         'echo "status ${PIPESTATUS[0]}" >&2'
     )
-    proc = subprocess.run(
-        ["bash", "-c", script, sys.executable], capture_output=True, text=True, env=ENV, timeout=120
-    )
+    proc = shell(script)
     assert proc.stdout.count("\n") == 1
     message, status = proc.stderr.strip().split("\n")
     assert message.startswith("stopped: the reader closed the output after"), proc.stderr
@@ -265,6 +268,40 @@ def test_output_to_a_device_or_pipe_is_written_not_replaced(trained, tmp_path) -
     assert fifo.is_fifo()
 
 
+def test_input_from_a_named_pipe_is_streamed(trained, tmp_path) -> None:
+    """`-i <(zcat f.gz)`: a named pipe can be read only once; it is translated, not refused
+    and not drained by a line count first."""
+    run_dir, _ = trained
+    source, out = tmp_path / "source.txt", tmp_path / "out.txt"
+    source.write_text("1 2 3\n4 5\n6\n", encoding="utf-8")
+    script = f'"$0" -m seq2seq -q translate "{run_dir}" -i <(cat "{source}") -o "{out}"'
+    proc = shell(script)
+    assert proc.returncode == 0, proc.stderr
+    expected = shell(f'"$0" -m seq2seq -q translate "{run_dir}" -i "{source}"').stdout
+    assert out.read_text(encoding="utf-8") == expected and expected.count("\n") == 3
+
+
+@pytest.mark.parametrize("argv", [["components"], ["--version"], ["--help"]])
+def test_every_command_stops_with_141_on_a_closed_pipe(argv) -> None:
+    """Output to a pipe whose reader has gone: one "stopped" line and exit 141, like the
+    writer in `seq2seq components | head -1` (click alone would exit 1 without a word)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run(
+            [*SEQ2SEQ, *argv],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141, proc.stderr
+    assert proc.stderr == "stopped: the reader closed the output\n"
+
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_full_output_device_is_one_message(trained, tmp_path) -> None:
     """Output that cannot be written (`-o /dev/full`, or stdout on a full disk) is one message
@@ -274,13 +311,7 @@ def test_full_output_device_is_one_message(trained, tmp_path) -> None:
     source.write_text("1 2 3\n4 5\n", encoding="utf-8")
     translate = f'"$0" -m seq2seq -q translate "{run_dir}" -i "{source}"'
     for redirect, named in (("-o /dev/full", "/dev/full"), ("> /dev/full", "standard output")):
-        proc = subprocess.run(
-            ["bash", "-c", f"{translate} {redirect}", sys.executable],
-            capture_output=True,
-            text=True,
-            env=ENV,
-            timeout=120,
-        )
+        proc = shell(f"{translate} {redirect}")
         assert proc.returncode == 1, proc.stderr
         assert proc.stderr == f"error: cannot write {named}: No space left on device\n"
 
@@ -313,8 +344,6 @@ def test_any_command_on_a_full_output_is_one_message(tmp_path) -> None:
     text = tmp_path / "hyp.txt"
     text.write_text("a small test\n", encoding="utf-8")
     score = f'"$0" -m seq2seq score --hyp "{text}" --ref "{text}" --metric chrf > /dev/full'
-    proc = subprocess.run(
-        ["bash", "-c", score, sys.executable], capture_output=True, text=True, env=ENV, timeout=120
-    )
+    proc = shell(score)
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr == "error: cannot write the output: No space left on device\n"

@@ -7,6 +7,7 @@ import torch
 
 from seq2seq import registry
 from seq2seq.modules.attention.additive import BahdanauAttention, LocationAttention
+from seq2seq.modules.attention.multihead import MultiHeadAttention
 from seq2seq.modules.protocols import AlignmentHistory
 from seq2seq.testing import M, check_attention, check_decoder, check_encoder
 
@@ -111,6 +112,25 @@ def test_additive_weights_and_gradients_equal_the_tanh_form(cls: type) -> None:
     expected = torch.softmax(raw.masked_fill(~mask, float("-inf")), -1)
     (expected * torch.arange(6.0)).sum().backward()
     assert torch.allclose(weights, expected, atol=1e-6)
+    assert torch.allclose(got, q.grad, atol=1e-6)
+
+
+def test_multihead_additive_weights_and_gradients_equal_the_tanh_form() -> None:
+    """Each head's σ-form score gives the weights and gradients of vᵀ tanh(W q + U k)."""
+    att = MultiHeadAttention(query_size=3, key_size=4, heads=2, hidden_size=6, score="additive")
+    q = torch.randn(2, 5, 3, requires_grad=True)
+    memory = torch.randn(2, 7, 4)
+    mask = torch.tensor([[True] * 7, [True] * 3 + [False] * 4])
+    _, _, heads = att.attend_heads(q, att.prepare(memory), memory, mask)
+    (heads * torch.arange(7.0)).sum().backward()
+    got = q.grad.clone()
+    q.grad = None
+    query = att.query_proj(q).view(2, 5, 1, 2, 3)
+    keys = (memory @ att.key_proj.weight.T).view(2, 1, 7, 2, 3)
+    raw = (torch.tanh(query + keys) * att.energy).sum(-1).permute(0, 1, 3, 2)  # (B, T, n, S)
+    expected = torch.softmax(raw.masked_fill(~mask[:, None, None], float("-inf")), -1)
+    (expected * torch.arange(7.0)).sum().backward()
+    assert torch.allclose(heads, expected, atol=1e-6)
     assert torch.allclose(got, q.grad, atol=1e-6)
 
 

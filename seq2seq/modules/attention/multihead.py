@@ -76,8 +76,10 @@ class MultiHeadAttention(nn.Module):
         if self.energy is None:
             scores = torch.einsum("btnd,bsnd->bnts", q, k) / math.sqrt(d)
         else:
-            hidden = torch.tanh(q[:, :, None] + k[:, None])  # (B, T, S, n, d)
-            scores = torch.einsum("btsnd,nd->bnts", hidden, self.energy)
+            # 2 vᵀσ(2h) = vᵀtanh(h) + Σv: a constant per head and row, so the same softmax as
+            # the tanh form, at a quarter of tanh's cost on CPUs (as in `additive.py`)
+            hidden = (2.0 * q)[:, :, None] + (2.0 * k)[:, None]  # (B, T, S, n, d)
+            scores = 2.0 * torch.einsum("btsnd,nd->bnts", torch.sigmoid_(hidden), self.energy)
         scores = scores.masked_fill(~mask[:, None, None, :], float("-inf"))
         weights = torch.softmax(scores, dim=-1)  # (B, n, T, S)
         heads = torch.einsum("bnts,bsnd->btnd", weights, v).reshape(B, T, n * d)
