@@ -271,7 +271,8 @@ def test_translate_input_that_is_a_directory(trained, tmp_path, capsys) -> None:
     """`-i DIR` is one message naming the directory, not an IsADirectoryError."""
     run_dir, _ = trained
     code, _, err = run(["translate", str(run_dir), "-i", str(tmp_path)], capsys)
-    assert_one_message(code, err, f"--input: {tmp_path} is a directory")
+    assert_one_message(code, err, "is a directory; give a text file")
+    assert f"--input: {tmp_path} is a directory" in err
 
 
 ODD_LINES = [
