@@ -24,7 +24,7 @@ def jsonl_record(index: int, translation: Any, with_attention: bool) -> str:
 def _input_lines(path: Path) -> tuple[Iterator[str], int | None]:
     """The lines of --input and their count; a named pipe or a device (`-i <(zcat f.gz)`) can
     be read only once, so it is streamed without a count."""
-    from seq2seq.data.dataset import decode_lines, iter_text_lines
+    from seq2seq.data.dataset import iter_text_lines
     from seq2seq.errors import DataError
 
     if path.is_file():
@@ -35,12 +35,7 @@ def _input_lines(path: Path) -> tuple[Iterator[str], int | None]:
         raise DataError(f"--input: file {path} not found")
     if path.is_dir():
         raise DataError(f"--input: {path} is a directory; give a text file")
-
-    def streamed() -> Iterator[str]:
-        with path.open("rb") as handle:
-            yield from decode_lines(handle, f"--input: {path}")
-
-    return streamed(), None
+    return iter_text_lines(path, "--input", streams=True), None
 
 
 @click.command("translate")

@@ -14,11 +14,14 @@ from seq2seq.recipe import Corpus
 log = logging.getLogger(__name__)
 
 
-def iter_text_lines(path: Path, label: str) -> Iterator[str]:
-    """Lines of a UTF-8 file without their line ends; bad bytes name the line number."""
+def iter_text_lines(path: Path, label: str, streams: bool = False) -> Iterator[str]:
+    """Lines of a UTF-8 file without their line ends; bad bytes name the line number.
+
+    With `streams`, a named pipe or a device is read too (once, as it comes).
+    """
     if not path.exists():
         raise DataError(f"{label}: file {path} not found")
-    if not path.is_file():
+    if path.is_dir() or not (path.is_file() or streams):
         raise DataError(f"{label}: {path} is not a file")
     with path.open("rb") as handle:
         yield from decode_lines(handle, f"{label}: {path}")
