@@ -32,6 +32,7 @@ from seq2seq.modules.protocols import DecoderState
 from seq2seq.registry import build
 from seq2seq.search.constraints import apply_length, ban_specials, length_limits
 from seq2seq.search.greedy import GreedySearch
+from seq2seq.search.trace import AttentionTrace
 
 
 def tanh_prepare(self: AdditiveAttention, memory: Tensor) -> Tensor:
@@ -67,7 +68,7 @@ def greedy_whole_batch(
     prev = torch.full((B,), sp.bos, dtype=torch.long)
     done = torch.zeros(B, dtype=torch.bool)
     scores = torch.zeros(B)
-    tokens, weights = [], []
+    tokens, trace = [], AttentionTrace()
     for t in range(int(max_len.max()) + 1):
         log_probs, state = model.step(prev, state)  # type: ignore[attr-defined]
         log_probs = apply_length(
@@ -77,13 +78,13 @@ def greedy_whole_batch(
         choice = choice.masked_fill(done, sp.pad)
         scores += best.masked_fill(done, 0.0)
         tokens.append(choice)
-        if keep_attention and state.weights is not None:
-            weights.append(state.weights)
+        if keep_attention:
+            trace = trace.extended(state)
         done |= choice == sp.eos
         prev = choice
         if bool(done.all()):
             break
-    return self._collect(torch.stack(tokens, 1), scores, weights, sp.eos, batch.src_lengths)  # type: ignore[attr-defined]
+    return self._collect(torch.stack(tokens, 1), scores, trace, sp.eos, batch.src_lengths)  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager

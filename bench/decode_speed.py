@@ -83,7 +83,7 @@ def in_process(args: argparse.Namespace) -> None:
 
 
 HEADER = ["search", "sent/s (incl. start-up)", "sent/s (excl.)", "wall s", "start-up s"]
-HEADER += ["peak RSS MiB", "BLEU", "chrF"]
+HEADER += ["peak RSS MiB", "BLEU", "chrF", "output ÷ ref length"]
 
 
 def main() -> None:
@@ -124,6 +124,7 @@ def main() -> None:
                     fmt(timing["peak_rss_mib"]),
                     fmt(scores["bleu"], 2),
                     fmt(scores["chrf"], 2),
+                    fmt(scores["length"], 2),
                 ]
             )
     print(table(HEADER, rows))

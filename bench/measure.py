@@ -122,12 +122,15 @@ def machine() -> str:
 
 
 def score(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
-    """sacrebleu's default corpus BLEU and chrF."""
+    """sacrebleu's default corpus BLEU and chrF, and the output's length ÷ the reference's
+    (sentences/s depends on how long the outputs are, so the tables show it beside them)."""
     import sacrebleu
 
+    bleu = sacrebleu.corpus_bleu(list(hyps), [list(refs)])
     return {
-        "bleu": sacrebleu.corpus_bleu(list(hyps), [list(refs)]).score,
+        "bleu": bleu.score,
         "chrf": sacrebleu.corpus_chrf(list(hyps), [list(refs)]).score,
+        "length": bleu.sys_len / max(bleu.ref_len, 1),
     }
 
 

@@ -98,8 +98,11 @@ def main() -> None:
         f"trained {steps_done(run)} updates in {timed.wall / 60:.1f} min, peak RSS "
         f"{timed.peak_rss_mib:.0f} MiB"
     )
-    rows = [[name, fmt(r["bleu"], 2), fmt(r["chrf"], 2)] for name, r in results.items()]
-    print(table(["search", "BLEU", "chrF"], rows))
+    rows = [
+        [name, fmt(r["bleu"], 2), fmt(r["chrf"], 2), fmt(r["length"], 2)]
+        for name, r in results.items()
+    ]
+    print(table(["search", "BLEU", "chrF", "output ÷ ref length"], rows))
 
 
 if __name__ == "__main__":

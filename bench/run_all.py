@@ -169,6 +169,7 @@ def print_quality(results: dict[str, dict[str, Any]], decode_only: bool) -> None
                 label,
                 fmt(d["sent_s"], 1),
                 fmt(d["sent_s_excl"], 1),
+                fmt(d.get("length"), 2),
                 fmt(d["wall"], 1),
                 fmt(d["peak_rss_mib"]),
             ]
@@ -187,6 +188,7 @@ def print_quality(results: dict[str, dict[str, Any]], decode_only: bool) -> None
                 "search",
                 "sent/s incl. start-up",
                 "sent/s excl.",
+                "output ÷ ref length",
                 "wall s",
                 "peak RSS MiB",
                 "ours ÷ peer (incl.)",

@@ -243,17 +243,24 @@ def build_model(
         specials,
         copy,
     )
-    initialize(model)
+    initialize(model, cfg.init_scale)
     for name in cfg.freeze:
         for param in getattr(model, name).parameters():
             param.requires_grad_(False)
     return model
 
 
-def initialize(model: Seq2Seq) -> None:
-    """Uniform ±1/√fan-in for matrices, zero biases, N(0, 1/√E) embeddings with a zero pad row."""
+def initialize(model: Seq2Seq, scale: float | None = None) -> None:
+    """Set every parameter, then zero the embeddings' pad rows.
+
+    scale None: uniform ±1/√fan-in matrices, zero biases, N(0, 1/√E) embeddings.
+    scale s: every parameter, biases and embeddings included, uniform in ±s (OpenNMT-py's
+    param_init).
+    """
     for name, param in model.named_parameters():
-        if "embed" in name.split(".")[0] and param.dim() == 2:
+        if scale is not None:
+            nn.init.uniform_(param, -scale, scale)
+        elif "embed" in name.split(".")[0] and param.dim() == 2:
             nn.init.normal_(param, std=param.size(1) ** -0.5)
         elif param.dim() >= 2:
             bound = 1.0 / math.sqrt(param.size(-1))

@@ -157,6 +157,7 @@ def _cross_checks(recipe: Recipe) -> list[Problem]:
         "data.shuffle_buffer": recipe.data.shuffle_buffer,
         "data.fit_pairs": recipe.data.fit_pairs,
         "data.num_proc": recipe.data.num_proc or 1,
+        "model.init_scale": 1.0 if recipe.model.init_scale is None else recipe.model.init_scale,
     }
     problems += [Problem(k, f"must be positive, got {v}") for k, v in positive.items() if v <= 0]
     forcing = recipe.train.teacher_forcing

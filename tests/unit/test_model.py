@@ -41,6 +41,24 @@ def test_forward_shapes_and_step_log_probs() -> None:
     assert torch.allclose(log_probs.exp().sum(-1), torch.ones(2), atol=1e-5)
 
 
+@pytest.mark.parametrize("scale", [None, 0.1])
+def test_initialisation_bounds(scale: float | None) -> None:
+    """init_scale s puts every parameter in ±s (biases too); by default matrices are within
+    ±1/√fan-in and biases zero; the embeddings' pad rows are zero either way."""
+    torch.manual_seed(0)
+    model = build_model(_config(init_scale=scale), 20, 30)
+    for name, param in model.named_parameters():
+        if scale is not None:
+            assert param.abs().max() <= scale, name
+            assert param.abs().max() > scale / 2, name  # spread over the range, not shrunk
+        elif param.dim() == 1:
+            assert torch.count_nonzero(param) == 0, name
+        elif "embed" not in name:
+            assert param.abs().max() <= param.size(-1) ** -0.5, name
+    for embed in (model.src_embed, model.tgt_embed):
+        assert torch.count_nonzero(embed.weight[0]) == 0
+
+
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_parallel_path_matches_step_path(cell: str) -> None:
     """Without input feeding the whole target runs in one RNN call; the loss is the same."""

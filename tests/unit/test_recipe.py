@@ -421,11 +421,13 @@ def test_teacher_forcing_bounds_included(recipe_data: dict[str, Any], value: flo
 def test_positive_numbers(recipe_data: dict[str, Any]) -> None:
     recipe_data["train"]["lr"] = 0
     recipe_data["data"]["max_length"] = -1
+    recipe_data["model"]["init_scale"] = 0
     with pytest.raises(RecipeError) as info:
         parse_recipe(recipe_data)
     assert problems_of(info) == [
         "data.max_length: must be positive, got -1",
         "train.lr: must be positive, got 0.0",
+        "model.init_scale: must be positive, got 0.0",
     ]
 
 
