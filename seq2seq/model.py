@@ -250,12 +250,12 @@ def build_model(
     return model
 
 
-def initialize(model: Seq2Seq, scale: float | None = None) -> None:
+def initialize(model: Seq2Seq, scale: float | None = 0.1) -> None:
     """Set every parameter, then zero the embeddings' pad rows.
 
-    scale None: uniform ±1/√fan-in matrices, zero biases, N(0, 1/√E) embeddings.
     scale s: every parameter, biases and embeddings included, uniform in ±s (OpenNMT-py's
-    param_init).
+    param_init; on ddtp-de-en it learns far faster than the fan-in scheme, see the README).
+    scale None: uniform ±1/√fan-in matrices, zero biases, N(0, 1/√E) embeddings.
     """
     for name, param in model.named_parameters():
         if scale is not None:

@@ -65,7 +65,7 @@ class ModelConfig:
 
     embedding_dim: int = 256
     embedding_dropout: float = 0.2
-    init_scale: float | None = None  # None: ±1/√fan-in; s: every parameter uniform in ±s
+    init_scale: float | None = 0.1  # every parameter uniform in ±s; None: ±1/√fan-in, zero bias
     encoder: EncoderSpec = field(default_factory=lambda: {"type": "gru"})
     attention: AttentionSpec | None = "bahdanau"
     decoder: DecoderSpec = field(default_factory=lambda: {"type": "luong"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -9,7 +10,14 @@ import pytest
 
 from seq2seq import registry
 from seq2seq.model import build_model
-from seq2seq.recipe import load_recipe
+from seq2seq.recipe import (
+    DataConfig,
+    ModelConfig,
+    Recipe,
+    TrainConfig,
+    Validation,
+    load_recipe,
+)
 from seq2seq.testing import check_attention
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,6 +48,21 @@ def test_demo_data_is_bundled_and_aligned() -> None:
         src = (ROOT / corpus.source).read_text(encoding="utf-8").splitlines()
         tgt = (ROOT / corpus.target).read_text(encoding="utf-8").splitlines()
         assert len(src) == len(tgt) > 100
+
+
+@pytest.mark.parametrize(
+    "section", [DataConfig, ModelConfig, TrainConfig, Validation, Recipe], ids=lambda c: c.__name__
+)
+def test_demo_recipe_names_every_key(section: type) -> None:
+    """recipes/demo.yaml is the commented reference: every recipe key is in it, set or as a
+    comment, so a key added to the schema without documentation fails here."""
+    text = (ROOT / "recipes" / "demo.yaml").read_text(encoding="utf-8")
+    missing = [
+        f.name
+        for f in dataclasses.fields(section)
+        if not re.search(rf"^\s*(# )?{f.name}:", text, re.M)
+    ]
+    assert missing == []
 
 
 def test_readme_component_example(clean_registry: None) -> None:
