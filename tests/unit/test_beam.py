@@ -76,7 +76,12 @@ def test_wide_beam_finds_the_brute_force_optimum(seed: int, alpha: float, norm: 
     src = [4, 5, 6, 3]
     score, seq = brute_force(model, src, max_length=3, alpha=alpha, norm=norm)
     search = BeamSearch(
-        beam_size=40, max_length=3, max_ratio=None, length_penalty=alpha, length_norm=norm
+        beam_size=40,
+        max_length=3,
+        max_ratio=None,
+        length_penalty=alpha,
+        length_norm=norm,
+        stop="exact",
     )
     (hyps,) = search(model, make_batch([src], None, [0]))
     assert hyps[0].tokens == seq
@@ -120,12 +125,38 @@ def test_nbest_sorted_and_distinct() -> None:
 def test_exact_stopping_never_worse_than_first_k() -> None:
     """The exact rule keeps searching until nothing can beat the best; first-K may stop early."""
     model = tiny_model(11)
-    exact = BeamSearch(beam_size=3, max_length=10, length_penalty=1.0)(model, sources())
-    fast = BeamSearch(beam_size=3, max_length=10, length_penalty=1.0, stop="first_k")(
+    exact = BeamSearch(beam_size=3, max_length=10, length_penalty=1.0, stop="exact")(
         model, sources()
     )
+    fast = BeamSearch(beam_size=3, max_length=10, length_penalty=1.0)(model, sources())
     for e, f in zip(exact, fast, strict=True):
         assert e[0].score >= f[0].score - 1e-6
+
+
+def test_first_k_decodes_fewer_rows_than_exact() -> None:
+    """The default rule ends a sentence once beam_size outputs have finished: fewer decoder
+    rows than the exact rule, which keeps going while a longer output could still win."""
+    model = tiny_model(11)
+    rows = {}
+    for stop in ("exact", "first_k"):
+        counted = CountingModel(model)
+        BeamSearch(beam_size=3, max_length=20, length_penalty=1.0, stop=stop)(counted, sources())
+        rows[stop] = counted.rows
+    assert rows["first_k"] < rows["exact"]
+
+
+class CountingModel:
+    """A model wrapper that counts the rows its decoder steps."""
+
+    def __init__(self, model: Seq2Seq) -> None:
+        self.model, self.rows = model, 0
+        self.specials = model.specials
+        self.encode = model.encode
+
+    def step(self, prev: torch.Tensor, state: object) -> tuple[torch.Tensor, object]:
+        """One decoder step of the wrapped model, counted."""
+        self.rows += prev.numel()
+        return self.model.step(prev, state)
 
 
 def test_length_penalty_direction() -> None:
