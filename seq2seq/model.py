@@ -250,7 +250,7 @@ def build_model(
     return model
 
 
-def initialize(model: Seq2Seq, scale: float | None = 0.1) -> None:
+def initialize(model: Seq2Seq, scale: float | None) -> None:
     """Set every parameter, then zero the embeddings' pad rows.
 
     scale s: every parameter, biases and embeddings included, uniform in ±s (OpenNMT-py's

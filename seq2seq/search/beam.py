@@ -176,13 +176,13 @@ class BeamSearch:
         self, scores: Tensor, length: int, max_len: Tensor, worst: Tensor, finished: Tensor
     ) -> Tensor:
         """(N,) which sentences can stop after this step."""
-        out_of_room = length > max_len  # `length` counts </s>; max_len does not
-        dead = torch.isinf(scores[:, 0])
-        enough = finished >= self.beam_size if self.stop == "first_k" else dead
         best = scores[:, 0]
         divisor = torch.maximum(
             torch.as_tensor(length_penalty(length, self.alpha, self.norm), dtype=best.dtype),
             torch.as_tensor(length_penalty(max_len.to(best.dtype) + 1, self.alpha, self.norm)),
         )  # lp is monotonic in length: the largest in reach favours a negative sum the most
-        bound = best / divisor
-        return out_of_room | dead | enough | (worst >= bound)
+        out_of_room = length > max_len  # `length` counts </s>; max_len does not
+        done = out_of_room | torch.isinf(best) | (worst >= best / divisor)
+        if self.stop == "first_k":
+            done |= finished >= self.beam_size
+        return done
