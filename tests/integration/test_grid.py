@@ -88,7 +88,11 @@ def exact_match(run: Path) -> float:
 
 LEARNERS = [
     pytest.param("lstm", "general", "luong", "lstm", id="lstm-general-luong"),
-    pytest.param("gru", "bahdanau", "bahdanau", "gru", id="gru-bahdanau-bahdanau"),
+    # GRU + additive attention already learns in test_learns_reversal.py (luong decoder); this cell
+    # adds only the bahdanau decoder class, so it runs with the slow set to keep CI under budget.
+    pytest.param(
+        "gru", "bahdanau", "bahdanau", "gru", id="gru-bahdanau-bahdanau", marks=pytest.mark.slow
+    ),
     *[
         pytest.param("gru", a, "luong", "gru", id=f"gru-{a}-luong", marks=pytest.mark.slow)
         for a in ATTENTIONS
