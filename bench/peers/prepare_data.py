@@ -28,6 +28,7 @@ def train_model(data: Path) -> Path:
     model = data / "spm8k.model"
     if model.exists():
         return model
+    data.mkdir(parents=True, exist_ok=True)  # a fresh machine has no work dir yet
     corpus = data / "spm_train.txt"
     with corpus.open("w", encoding="utf-8") as out:
         for lang in LANGS:
