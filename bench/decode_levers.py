@@ -7,6 +7,7 @@ Usage: python bench/decode_levers.py RUN_DIR SOURCE [--lines 128] [--rounds 3] [
   reorder   + beams reorder only their own state (memory, mask and keys stay)
   sigmoid   + scores as 2 vᵀ σ(2h) (softmax-equal to the tanh form)
   drop      + greedy drops finished sentences from the batch (as beam search does)
+  blocked   + the additive scores summed in cache-sized blocks (the current code)
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.measure import CPU_NOTE, machine, read_text, table
 from seq2seq.bundle import load_run
 from seq2seq.inference import decode_ids
-from seq2seq.modules.attention import as_steps, attend, from_steps
+from seq2seq.modules.attention import additive, as_steps, attend, from_steps
 from seq2seq.modules.attention.additive import AdditiveAttention
+from seq2seq.modules.attention.additive_scores import reference_scores
 from seq2seq.modules.protocols import DecoderState
 from seq2seq.registry import build
 from seq2seq.search.constraints import apply_length, ban_specials, length_limits
@@ -96,8 +98,10 @@ def variant(name: str) -> Iterator[None]:
         DecoderState.reorder_beams,
         DecoderState.select,
     )
-    greedy = GreedySearch.__call__
-    if name != "drop":
+    greedy, blocked = GreedySearch.__call__, additive.additive_scores
+    if name != "blocked":
+        additive.additive_scores = reference_scores  # the whole (B, T, S, A) sum at once
+    if name not in ("drop", "blocked"):
         GreedySearch.__call__ = greedy_whole_batch  # type: ignore[method-assign]
     if name in ("before", "reorder"):
         AdditiveAttention.prepare = tanh_prepare  # type: ignore[method-assign]
@@ -119,6 +123,7 @@ def variant(name: str) -> Iterator[None]:
         AdditiveAttention.prepare, AdditiveAttention.forward = saved[:2]
         DecoderState.reorder_beams, DecoderState.select = saved[2:]
         GreedySearch.__call__ = greedy  # type: ignore[method-assign]
+        additive.additive_scores = blocked
 
 
 def main() -> None:
@@ -143,7 +148,7 @@ def main() -> None:
             where="search",
         ),
     }
-    names = ["before", "reorder", "sigmoid", "drop"]
+    names = ["before", "reorder", "sigmoid", "drop", "blocked"]
     rows = []
     for label, search in searches.items():
         rates: dict[str, list[float]] = {n: [] for n in names}

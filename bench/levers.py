@@ -6,7 +6,8 @@ Batches have the corpus's real lengths (bench/peers' segmented data, made if mis
 budget 2,000 from length-sorted buckets) and random ids: speed does not depend on the ids.
   before     logits → cross-entropy, additive attention as vᵀ tanh(h) (the code before the levers)
   fused      + Seq2Seq.run(targets=…): projection and loss in chunks (modules/output.py)
-  sigmoid    + additive scores as 2 vᵀ σ(2h) (the current code)
+  sigmoid    + additive scores as 2 vᵀ σ(2h), the (B, T, S, A) sum made whole
+  blocked    + that sum made and differentiated in cache-sized blocks (the current code)
   bf16       the current code under CPU bf16 autocast
   compile    the current code with torch.compile(model.run)
   fusedadam  the current code with torch.optim.Adam(fused=True); foreachadam: foreach=True
@@ -65,7 +66,13 @@ def update_fn(model: Seq2Seq, lever: str) -> Callable[[object], int]:
         context = (
             torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
         )
-        old_attention = variant("reorder") if lever in ("before", "fused") else None
+        old_attention = (
+            variant("reorder")
+            if lever in ("before", "fused")
+            else variant("drop")  # the σ form with the whole sum
+            if lever == "sigmoid"
+            else None
+        )
         with context, old_attention or contextlib.nullcontext():
             if lever == "before":
                 total, _ = sequence_loss(model(b.src, b.src_lengths, b.tgt_in), b.tgt_out)
@@ -87,7 +94,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--updates", type=int, default=4, help="updates per lever per round")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--levers", default="before,fused,sigmoid,bf16")
+    parser.add_argument("--levers", default="before,fused,sigmoid,blocked,bf16")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     recipe = load_recipe(ROOT / "recipes" / "bench-matched.yaml")

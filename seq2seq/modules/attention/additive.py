@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from seq2seq.modules.attention import as_steps, attend, from_steps
+from seq2seq.modules.attention.additive_scores import additive_scores
 from seq2seq.modules.protocols import AlignmentHistory
 from seq2seq.registry import register
 
@@ -48,12 +48,11 @@ class AdditiveAttention(nn.Module):
         quarter of tanh, and the (B, T, S, A) tensor is the largest of a step.
         """
         query, single = as_steps(query)
-        hidden = (2.0 * self.query_proj(query))[:, :, None, :] + keys[:, None, :, :]  # (B,T,S,A)
         extra = self.history_term(history) if history is not None else None
         if extra is not None:
-            hidden = hidden + 2.0 * extra[:, None, :, :]
-        # in place: the sum is not needed by autograd, only σ's output is
-        scores = 2.0 * self.energy(torch.sigmoid_(hidden)).squeeze(-1)  # (B, T, S)
+            keys = keys + 2.0 * extra
+        # Σ v σ over the (B, T, S, A) sum, in cache-sized blocks (additive_scores.py)
+        scores = 2.0 * additive_scores(2.0 * self.query_proj(query), keys, self.energy)
         return from_steps(*attend(scores, memory, mask), single)
 
 

@@ -1,0 +1,100 @@
+"""The additive score Σₐ vₐ σ(qₐ + kₐ) for every (query, key) pair, computed in cache-sized blocks.
+
+Written whole, the (B, T, S, A) sum behind these scores is the largest tensor of a training step
+(a 19 × 100 × 100 × 256 batch makes 194 MB), and autograd keeps σ of it and makes two more of
+its size in the backward pass, each a trip through main memory. Here each block of query rows
+is summed, squashed and reduced while it sits in the CPU's cache; the backward pass makes σ of
+a block again rather than keeping it. Values and gradients equal the plain formula's
+(`reference_scores`, which tracing for export also uses: its shapes must not fix a loop count).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+BLOCK_ELEMENTS = 1 << 18  # 1 MB of float32 per block: within a core's L2 cache on current CPUs
+
+
+def reference_scores(queries: Tensor, keys: Tensor, energy: nn.Module) -> Tensor:
+    """(B, T, A) queries, (B, S, A) keys, energy A → 1 → (B, T, S), the whole sum at once."""
+    return energy(torch.sigmoid(queries[:, :, None, :] + keys[:, None, :, :])).squeeze(-1)
+
+
+def _blocks(batch: int, steps: int, length: int, width: int) -> Iterator[tuple[slice, slice]]:
+    """(batch rows, query steps) slices whose (b, t, S, A) sums hold about BLOCK_ELEMENTS."""
+    rows = max(1, BLOCK_ELEMENTS // max(1, length * width))  # query rows per block
+    if steps >= rows:  # long targets: part of one sentence's steps per block
+        for b in range(batch):
+            for t in range(0, steps, rows):
+                yield slice(b, b + 1), slice(t, t + rows)
+    else:  # single steps (decoding) or short targets: several sentences per block
+        per_block = max(1, rows // steps)
+        for b in range(0, batch, per_block):
+            yield slice(b, b + per_block), slice(0, steps)
+
+
+def _squashed(queries: Tensor, keys: Tensor, rows: slice, steps: slice) -> Tensor:
+    """σ(q + k) of one block, (b, t, S, A)."""
+    return torch.sigmoid_(queries[rows, steps, None, :] + keys[rows, None, :, :])
+
+
+def _blocked_scores(queries: Tensor, keys: Tensor, energy: Tensor) -> Tensor:
+    B, T, A = queries.shape
+    scores = queries.new_empty(B, T, keys.size(1))
+    for rows, steps in _blocks(B, T, keys.size(1), A):
+        scores[rows, steps] = _squashed(queries, keys, rows, steps) @ energy
+    return scores
+
+
+class _BlockedAdditiveScores(torch.autograd.Function):
+    """Forward and backward of the additive score, block by block, σ made again in backward."""
+
+    @staticmethod
+    def forward(ctx: Any, queries: Tensor, keys: Tensor, energy: Tensor) -> Tensor:
+        ctx.save_for_backward(queries, keys, energy)
+        return _blocked_scores(queries, keys, energy)
+
+    @staticmethod
+    def backward(ctx: Any, grad_scores: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        queries, keys, energy = ctx.saved_tensors
+        B, T, A = queries.shape
+        grad_queries = torch.empty_like(queries)
+        grad_keys = torch.zeros_like(keys)
+        grad_energy = torch.zeros_like(energy)
+        for rows, steps in _blocks(B, T, keys.size(1), A):
+            squashed = _squashed(queries, keys, rows, steps)  # s, (b, t, S, A)
+            grad = grad_scores[rows, steps]  # (b, t, S)
+            grad_energy.addmv_(squashed.reshape(-1, A).t(), grad.reshape(-1))
+            # ∂/∂(q + k) = g v s (1 − s)
+            inner = torch.addcmul(squashed, squashed, squashed, value=-1.0)
+            inner.mul_(grad[..., None]).mul_(energy)
+            grad_queries[rows, steps] = inner.sum(2)
+            grad_keys[rows] += inner.sum(1)
+        return grad_queries, grad_keys, grad_energy
+
+
+def additive_scores(queries: Tensor, keys: Tensor, energy: nn.Linear) -> Tensor:
+    """Σₐ vₐ σ(q + k): (B, T, A) queries, (B, S, A) keys, energy v (A → 1) → (B, T, S) scores.
+
+    Blocked on the CPU, where memory traffic is the cost. The whole sum at once elsewhere: on
+    a GPU (its bandwidth makes the sum cheap, a loop of small kernels would not be), under
+    tracing, and when an int8 export has replaced the energy layer (its weight is packed).
+    """
+    weight = energy.weight
+    if (
+        queries.device.type != "cpu"
+        or not isinstance(weight, Tensor)
+        or torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+    ):
+        return reference_scores(queries, keys, energy)
+    dtype = torch.promote_types(queries.dtype, keys.dtype)
+    queries, keys, vector = queries.to(dtype), keys.to(dtype), weight[0].to(dtype)  # as autocast
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (queries, keys, vector))
+    if not needs_grad:  # decoding: no graph, nothing kept
+        return _blocked_scores(queries, keys, vector)
+    return _BlockedAdditiveScores.apply(queries, keys, vector)

@@ -1,0 +1,86 @@
+"""The blocked additive score equals the whole-sum formula in values and in every gradient."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from seq2seq.modules.attention import additive_scores as kernel
+from seq2seq.modules.attention.additive_scores import additive_scores, reference_scores
+
+# (B, T, S, A) and a block size that forces both ways of cutting: several blocks per sentence
+# (T ≥ rows per block) and several sentences per block (single decoding steps, short targets)
+SHAPES = [
+    pytest.param((3, 7, 5, 4), 40, id="steps-split-within-a-sentence"),
+    pytest.param((5, 1, 6, 4), 60, id="single-steps-several-sentences-per-block"),
+    pytest.param((4, 2, 3, 4), 30, id="short-targets-several-sentences-per-block"),
+    pytest.param((2, 3, 4, 5), 1, id="one-row-per-block"),
+    pytest.param((2, 3, 4, 5), 1 << 18, id="one-block"),
+]
+
+
+def _inputs(shape: tuple[int, int, int, int], dtype: torch.dtype = torch.float64):
+    B, T, S, A = shape
+    gen = torch.Generator().manual_seed(0)
+    queries = torch.randn(B, T, A, generator=gen, dtype=dtype, requires_grad=True)
+    keys = torch.randn(B, S, A, generator=gen, dtype=dtype, requires_grad=True)
+    energy = nn.Linear(A, 1, bias=False).to(dtype)
+    return queries, keys, energy
+
+
+@pytest.mark.parametrize(("shape", "block"), SHAPES)
+def test_blocked_scores_and_gradients_equal_the_whole_sum(shape, block, monkeypatch) -> None:
+    """Scores, and the gradients of queries, keys and v under a random upstream gradient."""
+    monkeypatch.setattr(kernel, "BLOCK_ELEMENTS", block)
+    queries, keys, energy = _inputs(shape)
+    upstream = torch.randn(shape[0], shape[1], shape[2], dtype=torch.float64)
+    got = additive_scores(queries, keys, energy)
+    grads = torch.autograd.grad((got * upstream).sum(), (queries, keys, energy.weight))
+    expected = reference_scores(queries, keys, energy)
+    want = torch.autograd.grad((expected * upstream).sum(), (queries, keys, energy.weight))
+    torch.testing.assert_close(got, expected)
+    for mine, theirs in zip(grads, want, strict=True):
+        torch.testing.assert_close(mine, theirs)
+
+
+def test_blocked_backward_passes_gradcheck(monkeypatch) -> None:
+    """Finite differences agree with the hand-written backward pass (float64)."""
+    monkeypatch.setattr(kernel, "BLOCK_ELEMENTS", 24)
+    queries, keys, energy = _inputs((2, 3, 4, 3))
+    vector = energy.weight[0].detach().clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(kernel._BlockedAdditiveScores.apply, (queries, keys, vector))
+
+
+def test_without_gradients_no_graph_is_built(monkeypatch) -> None:
+    """Decoding (no_grad) takes the plain blocked loop: same scores, no grad_fn."""
+    monkeypatch.setattr(kernel, "BLOCK_ELEMENTS", 50)
+    queries, keys, energy = _inputs((6, 1, 5, 4))
+    with torch.no_grad():
+        got = additive_scores(queries, keys, energy)
+    assert got.grad_fn is None
+    torch.testing.assert_close(got, reference_scores(queries, keys, energy).detach())
+
+
+def test_mixed_precision_inputs_compute_in_the_wider_type() -> None:
+    """bf16 queries with float32 keys (as under autocast) give float32 scores."""
+    queries, keys, energy = _inputs((2, 3, 4, 5), torch.float32)
+    got = additive_scores(queries.detach().bfloat16(), keys, energy)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(
+        got, reference_scores(queries.bfloat16().float(), keys, energy), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_a_quantized_energy_layer_takes_the_whole_sum() -> None:
+    """An int8 export replaces the energy Linear (its weight is a method): the layer is called."""
+    if not hasattr(torch.ao.quantization, "quantize_dynamic"):
+        pytest.skip("this torch has no quantize_dynamic")
+    queries, keys, energy = _inputs((2, 3, 4, 8), torch.float32)
+    quantized = torch.ao.quantization.quantize_dynamic(
+        nn.Sequential(energy), {nn.Linear}, dtype=torch.qint8
+    )[0]
+    assert not isinstance(quantized.weight, torch.Tensor)
+    with torch.no_grad():
+        got = additive_scores(queries, keys, quantized)
+        torch.testing.assert_close(got, reference_scores(queries, keys, energy), atol=0.05, rtol=0)
