@@ -48,7 +48,7 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
             if smoothing:
                 grad.sub_(smoothing / V)
             grad[torch.arange(t.numel(), device=t.device), t] -= 1.0 - smoothing
-            grad_x[start : start + chunk] = grad @ weight
+            torch.mm(grad, weight, out=grad_x[start : start + chunk])  # no temporary to copy
             grad_w.addmm_(grad.t(), x)
             if grad_b is not None:
                 grad_b += grad.sum(0)
