@@ -124,6 +124,7 @@ def decode_system(key: str, args: argparse.Namespace, work: Path) -> dict[str, A
         return quality.evaluate(run, source, reference, args.threads)
     peer = PEERS[key]
     pieces = work / "test-slice" / "test.sp.en"
+    pieces.parent.mkdir(parents=True, exist_ok=True)  # the full test set makes no slice folder
     pieces.write_text(
         "\n".join(read_text(work / "data" / "test.sp.en")[: len(read_text(source))]) + "\n",
         encoding="utf-8",
