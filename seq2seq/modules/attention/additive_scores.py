@@ -19,6 +19,12 @@ from torch import Tensor, nn
 BLOCK_ELEMENTS = 1 << 18  # 1 MB of float32 per block: within a core's L2 cache on current CPUs
 
 
+def _compiling() -> bool:
+    """True inside torch.compile (torch.compiler.is_compiling exists from torch 2.3)."""
+    is_compiling = getattr(torch.compiler, "is_compiling", None)
+    return bool(is_compiling()) if is_compiling is not None else False
+
+
 def reference_scores(queries: Tensor, keys: Tensor, energy: nn.Module) -> Tensor:
     """(B, T, A) queries, (B, S, A) keys, energy A → 1 → (B, T, S), the whole sum at once."""
     return energy(torch.sigmoid(queries[:, :, None, :] + keys[:, None, :, :])).squeeze(-1)
@@ -32,7 +38,7 @@ def _blocks(batch: int, steps: int, length: int, width: int) -> Iterator[tuple[s
             for t in range(0, steps, rows):
                 yield slice(b, b + 1), slice(t, t + rows)
     else:  # single steps (decoding) or short targets: several sentences per block
-        per_block = max(1, rows // steps)
+        per_block = max(1, rows // max(1, steps))
         for b in range(0, batch, per_block):
             yield slice(b, b + per_block), slice(0, steps)
 
@@ -63,18 +69,21 @@ class _BlockedAdditiveScores(torch.autograd.Function):
         queries, keys, energy = ctx.saved_tensors
         B, T, A = queries.shape
         grad_queries = torch.empty_like(queries)
-        grad_keys = torch.zeros_like(keys)
-        grad_energy = torch.zeros_like(energy)
+        # sums over blocks stay in float32 when the inputs are bf16/fp16 (autocast): rounding
+        # the running sum after each of ~200 blocks lost a percent of the energy gradient
+        wide = torch.promote_types(keys.dtype, torch.float32)
+        grad_keys = torch.zeros_like(keys, dtype=wide)
+        grad_energy = torch.zeros_like(energy, dtype=wide)
         for rows, steps in _blocks(B, T, keys.size(1), A):
             squashed = _squashed(queries, keys, rows, steps)  # s, (b, t, S, A)
             grad = grad_scores[rows, steps]  # (b, t, S)
-            grad_energy.addmv_(squashed.reshape(-1, A).t(), grad.reshape(-1))
+            grad_energy += grad.reshape(-1) @ squashed.reshape(-1, A)
             # ∂/∂(q + k) = g v s (1 − s)
             inner = torch.addcmul(squashed, squashed, squashed, value=-1.0)
             inner.mul_(grad[..., None]).mul_(energy)
             grad_queries[rows, steps] = inner.sum(2)
             grad_keys[rows] += inner.sum(1)
-        return grad_queries, grad_keys, grad_energy
+        return grad_queries, grad_keys.to(keys.dtype), grad_energy.to(energy.dtype)
 
 
 def additive_scores(queries: Tensor, keys: Tensor, energy: nn.Linear) -> Tensor:
@@ -82,14 +91,19 @@ def additive_scores(queries: Tensor, keys: Tensor, energy: nn.Linear) -> Tensor:
 
     Blocked on the CPU, where memory traffic is the cost. The whole sum at once elsewhere: on
     a GPU (its bandwidth makes the sum cheap, a loop of small kernels would not be), under
-    tracing, and when an int8 export has replaced the energy layer (its weight is packed).
+    tracing or compiling (the block loop's count depends on the shapes), when an int8 export
+    has replaced the energy layer (its weight is packed), and for an energy layer other than
+    A → 1 without bias.
     """
     weight = energy.weight
     if (
         queries.device.type != "cpu"
         or not isinstance(weight, Tensor)
+        or weight.size(0) != 1
+        or energy.bias is not None
         or torch.jit.is_tracing()
         or torch.jit.is_scripting()
+        or _compiling()
     ):
         return reference_scores(queries, keys, energy)
     dtype = torch.promote_types(queries.dtype, keys.dtype)
