@@ -52,6 +52,10 @@ def real_batches(count: int) -> list:
     return [make_batch(source, target, indices) for indices in order]
 
 
+# decode_levers.variant that gives each lever's attention: tanh form, or σ form with the whole sum
+OLDER_ATTENTION = {"before": "reorder", "fused": "reorder", "sigmoid": "drop"}
+
+
 def update_fn(model: Seq2Seq, lever: str) -> Callable[[object], int]:
     """One training update (forward, backward, clipping, Adam) for a lever; returns tokens."""
     fused_adam = {"fused": True} if lever in ("fusedadam", "foreachadam") else {}
@@ -66,14 +70,8 @@ def update_fn(model: Seq2Seq, lever: str) -> Callable[[object], int]:
         context = (
             torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
         )
-        old_attention = (
-            variant("reorder")
-            if lever in ("before", "fused")
-            else variant("drop")  # the σ form with the whole sum
-            if lever == "sigmoid"
-            else None
-        )
-        with context, old_attention or contextlib.nullcontext():
+        older = OLDER_ATTENTION.get(lever)
+        with context, variant(older) if older else contextlib.nullcontext():
             if lever == "before":
                 total, _ = sequence_loss(model(b.src, b.src_lengths, b.tgt_in), b.tgt_out)
             else:

@@ -27,7 +27,8 @@ def _compiling() -> bool:
 
 def reference_scores(queries: Tensor, keys: Tensor, energy: nn.Module) -> Tensor:
     """(B, T, A) queries, (B, S, A) keys, energy A → 1 → (B, T, S), the whole sum at once."""
-    return energy(torch.sigmoid(queries[:, :, None, :] + keys[:, None, :, :])).squeeze(-1)
+    # σ in place: autograd needs only σ's output, not the sum (one (B, T, S, A) tensor less)
+    return energy(torch.sigmoid_(queries[:, :, None, :] + keys[:, None, :, :])).squeeze(-1)
 
 
 def _blocks(batch: int, steps: int, length: int, width: int) -> Iterator[tuple[slice, slice]]:
