@@ -7,7 +7,8 @@ Usage: python bench/decode_levers.py RUN_DIR SOURCE [--lines 128] [--rounds 3] [
   reorder   + beams reorder only their own state (memory, mask and keys stay)
   sigmoid   + scores as 2 vᵀ σ(2h) (softmax-equal to the tanh form)
   drop      + greedy drops finished sentences from the batch (as beam search does)
-  blocked   + the additive scores summed in cache-sized blocks (the current code)
+  blocked   + the additive scores summed in cache-sized blocks
+  gru       + the encoder's GRU from modules/gru.py, not PyTorch's over packed batches (current)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.measure import CPU_NOTE, machine, read_text, table
 from seq2seq.bundle import load_run
 from seq2seq.inference import decode_ids
+from seq2seq.modules import gru
 from seq2seq.modules.attention import additive, as_steps, attend, from_steps
 from seq2seq.modules.attention.additive import AdditiveAttention
 from seq2seq.modules.attention.additive_scores import reference_scores
@@ -98,10 +100,12 @@ def variant(name: str) -> Iterator[None]:
         DecoderState.reorder_beams,
         DecoderState.select,
     )
-    greedy, blocked = GreedySearch.__call__, additive.additive_scores
-    if name != "blocked":
+    greedy, blocked, own_gru = GreedySearch.__call__, additive.additive_scores, gru.supports
+    if name != "gru":
+        gru.supports = lambda rnn, inputs: False  # type: ignore[assignment]  # PyTorch's GRU
+    if name not in ("blocked", "gru"):
         additive.additive_scores = reference_scores  # the whole (B, T, S, A) sum at once
-    if name not in ("drop", "blocked"):
+    if name not in ("drop", "blocked", "gru"):
         GreedySearch.__call__ = greedy_whole_batch  # type: ignore[method-assign]
     if name in ("before", "reorder"):
         AdditiveAttention.prepare = tanh_prepare  # type: ignore[method-assign]
@@ -124,6 +128,7 @@ def variant(name: str) -> Iterator[None]:
         DecoderState.reorder_beams, DecoderState.select = saved[2:]
         GreedySearch.__call__ = greedy  # type: ignore[method-assign]
         additive.additive_scores = blocked
+        gru.supports = own_gru
 
 
 def main() -> None:
@@ -148,7 +153,7 @@ def main() -> None:
             where="search",
         ),
     }
-    names = ["before", "reorder", "sigmoid", "drop", "blocked"]
+    names = ["before", "reorder", "sigmoid", "drop", "blocked", "gru"]
     rows = []
     for label, search in searches.items():
         rates: dict[str, list[float]] = {n: [] for n in names}

@@ -7,7 +7,8 @@ budget 2,000 from length-sorted buckets) and random ids: speed does not depend o
   before     logits → cross-entropy, additive attention as vᵀ tanh(h) (the code before the levers)
   fused      + Seq2Seq.run(targets=…): projection and loss in chunks (modules/output.py)
   sigmoid    + additive scores as 2 vᵀ σ(2h), the (B, T, S, A) sum made whole
-  blocked    + that sum made and differentiated in cache-sized blocks (the current code)
+  blocked    + that sum made and differentiated in cache-sized blocks
+  gru        + the GRUs from modules/gru.py: whole-sequence gates, a hand-written backward (current)
   bf16       the current code under CPU bf16 autocast
   compile    the current code with torch.compile(model.run)
   fusedadam  the current code with torch.optim.Adam(fused=True); foreachadam: foreach=True
@@ -52,8 +53,9 @@ def real_batches(count: int) -> list:
     return [make_batch(source, target, indices) for indices in order]
 
 
-# decode_levers.variant that gives each lever's attention: tanh form, or σ form with the whole sum
-OLDER_ATTENTION = {"before": "reorder", "fused": "reorder", "sigmoid": "drop"}
+# decode_levers.variant that gives each lever's older code: attention in tanh form, or in σ form
+# with the whole sum; PyTorch's GRU
+OLDER_CODE = {"before": "reorder", "fused": "reorder", "sigmoid": "drop", "blocked": "blocked"}
 
 
 def update_fn(model: Seq2Seq, lever: str) -> Callable[[object], int]:
@@ -70,7 +72,7 @@ def update_fn(model: Seq2Seq, lever: str) -> Callable[[object], int]:
         context = (
             torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
         )
-        older = OLDER_ATTENTION.get(lever)
+        older = OLDER_CODE.get(lever)
         with context, variant(older) if older else contextlib.nullcontext():
             if lever == "before":
                 total, _ = sequence_loss(model(b.src, b.src_lengths, b.tgt_in), b.tgt_out)
@@ -92,7 +94,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--updates", type=int, default=4, help="updates per lever per round")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--levers", default="before,fused,sigmoid,blocked,bf16")
+    parser.add_argument("--levers", default="before,fused,sigmoid,blocked,gru,bf16")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     recipe = load_recipe(ROOT / "recipes" / "bench-matched.yaml")

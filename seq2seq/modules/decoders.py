@@ -9,6 +9,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from seq2seq.modules import gru
 from seq2seq.modules.protocols import (
     DecoderState,
     EncoderOutput,
@@ -214,7 +215,10 @@ class LuongDecoder(RecurrentDecoder):
         """
         if self.input_feeding or needs_history(self.attention):
             return None
-        output, _ = self.rnn(embedded, state.hidden)
+        if gru.supports(self.rnn, embedded) and isinstance(state.hidden, Tensor):
+            output, _ = gru.run(self.rnn, embedded, state.hidden)  # CPU: modules/gru.py
+        else:
+            output, _ = self.rnn(embedded, state.hidden)
         features, context, weights, _ = self._features(output, state)
         return SequenceOutput(features, context, weights)
 

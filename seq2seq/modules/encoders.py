@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from seq2seq.modules import gru
 from seq2seq.modules.protocols import EncoderOutput
 from seq2seq.registry import register
 
@@ -57,20 +58,29 @@ class RNNEncoder(nn.Module):
         )
         return (zeros, zeros) if self.is_lstm else zeros
 
-    def forward(self, embedded: Tensor, lengths: Tensor) -> EncoderOutput:
-        """(B, S, E) embeddings, (B,) lengths → states (B, S, M), final (L, B, M), mask (B, S)."""
-        B, S, _ = embedded.shape
+    def _packed(self, embedded: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """PyTorch's RNN over the packed batch → states (B, S, D·H), final (L·D, B, H)."""
         packed = pack_padded_sequence(
             embedded, lengths.cpu(), batch_first=True, enforce_sorted=False
         )
         outputs, hidden = self.rnn(packed, self._zero_state(embedded))
-        states, _ = pad_packed_sequence(outputs, batch_first=True, total_length=S)
+        states, _ = pad_packed_sequence(outputs, batch_first=True, total_length=embedded.size(1))
         if isinstance(hidden, tuple):  # LSTM: (h, c); the decoder starts from h
             hidden = hidden[0]
+        return states, hidden
+
+    def forward(self, embedded: Tensor, lengths: Tensor) -> EncoderOutput:
+        """(B, S, E) embeddings, (B,) lengths → states (B, S, M), final (L, B, M), mask (B, S)."""
+        B, S, _ = embedded.shape
+        mask = torch.arange(S, device=lengths.device)[None, :] < lengths[:, None]
+        initial = self._zero_state(embedded)
+        if gru.supports(self.rnn, embedded) and isinstance(initial, Tensor):
+            states, hidden = gru.run(self.rnn, embedded, initial, ~mask)  # CPU: modules/gru.py
+        else:
+            states, hidden = self._packed(embedded, lengths)
         # (L·D, B, H) → (L, D, B, H) → (L, B, D·H): directions side by side per layer
         final = hidden.view(self.num_layers, self.directions, B, -1)
         final = torch.cat(final.unbind(1), dim=-1)
-        mask = torch.arange(S, device=lengths.device)[None, :] < lengths[:, None]
         return EncoderOutput(self.dropout(states), final, mask)
 
 

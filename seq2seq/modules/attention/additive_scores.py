@@ -16,13 +16,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from seq2seq.modules.eager import eager_cpu
+
 BLOCK_ELEMENTS = 1 << 18  # 1 MB of float32 per block: within a core's L2 cache on current CPUs
-
-
-def _compiling() -> bool:
-    """True inside torch.compile (torch.compiler.is_compiling exists from torch 2.3)."""
-    is_compiling = getattr(torch.compiler, "is_compiling", None)
-    return bool(is_compiling()) if is_compiling is not None else False
 
 
 def reference_scores(queries: Tensor, keys: Tensor, energy: nn.Module) -> Tensor:
@@ -98,13 +94,10 @@ def additive_scores(queries: Tensor, keys: Tensor, energy: nn.Linear) -> Tensor:
     """
     weight = energy.weight
     if (
-        queries.device.type != "cpu"
+        not eager_cpu(queries)
         or not isinstance(weight, Tensor)
         or weight.size(0) != 1
         or energy.bias is not None
-        or torch.jit.is_tracing()
-        or torch.jit.is_scripting()
-        or _compiling()
     ):
         return reference_scores(queries, keys, energy)
     dtype = torch.promote_types(queries.dtype, keys.dtype)

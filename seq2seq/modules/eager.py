@@ -1,0 +1,31 @@
+"""When this package's hand-written CPU kernels may run in place of PyTorch's own modules."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def compiling() -> bool:
+    """True inside torch.compile (torch.compiler.is_compiling exists from torch 2.3)."""
+    is_compiling = getattr(torch.compiler, "is_compiling", None)
+    return bool(is_compiling()) if is_compiling is not None else False
+
+
+def autocast_on_cpu() -> bool:
+    """True under CPU autocast (the device-type query exists from torch 2.4)."""
+    try:
+        return bool(torch.is_autocast_enabled("cpu"))
+    except TypeError:  # older torch
+        return bool(torch.is_autocast_cpu_enabled())
+
+
+def eager_cpu(tensor: Tensor) -> bool:
+    """True for a CPU tensor in plain eager mode: not tracing, scripting or compiling, whose
+    graphs must not bake in a Python loop's count."""
+    return (
+        tensor.device.type == "cpu"
+        and not torch.jit.is_tracing()
+        and not torch.jit.is_scripting()
+        and not compiling()
+    )
