@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.measure import CPU_NOTE, machine, read_text, table
@@ -32,6 +32,7 @@ from seq2seq.modules import gru
 from seq2seq.modules.attention import additive, as_steps, attend, from_steps
 from seq2seq.modules.attention.additive import AdditiveAttention
 from seq2seq.modules.attention.additive_scores import reference_scores
+from seq2seq.modules.dropout import Dropout
 from seq2seq.modules.protocols import DecoderState
 from seq2seq.registry import build
 from seq2seq.search.constraints import apply_length, ban_specials, length_limits
@@ -101,11 +102,14 @@ def variant(name: str) -> Iterator[None]:
         DecoderState.select,
     )
     greedy, blocked, own_gru = GreedySearch.__call__, additive.additive_scores, gru.supports
-    if name != "gru":
+    uniform_masks = Dropout.forward
+    if name not in ("gru", "masks"):
         gru.supports = lambda rnn, inputs: False  # type: ignore[assignment]  # PyTorch's GRU
-    if name not in ("blocked", "gru"):
+    if name != "masks":
+        Dropout.forward = nn.Dropout.forward  # type: ignore[method-assign]  # Bernoulli masks
+    if name not in ("blocked", "gru", "masks"):
         additive.additive_scores = reference_scores  # the whole (B, T, S, A) sum at once
-    if name not in ("drop", "blocked", "gru"):
+    if name not in ("drop", "blocked", "gru", "masks"):
         GreedySearch.__call__ = greedy_whole_batch  # type: ignore[method-assign]
     if name in ("before", "reorder"):
         AdditiveAttention.prepare = tanh_prepare  # type: ignore[method-assign]
@@ -129,6 +133,7 @@ def variant(name: str) -> Iterator[None]:
         GreedySearch.__call__ = greedy  # type: ignore[method-assign]
         additive.additive_scores = blocked
         gru.supports = own_gru
+        Dropout.forward = uniform_masks  # type: ignore[method-assign]
 
 
 def main() -> None:

@@ -8,7 +8,8 @@ budget 2,000 from length-sorted buckets) and random ids: speed does not depend o
   fused      + Seq2Seq.run(targets=…): projection and loss in chunks (modules/output.py)
   sigmoid    + additive scores as 2 vᵀ σ(2h), the (B, T, S, A) sum made whole
   blocked    + that sum made and differentiated in cache-sized blocks
-  gru        + the GRUs from modules/gru.py: whole-sequence gates, a hand-written backward (current)
+  gru        + the GRUs from modules/gru.py: whole-sequence gates, a hand-written backward
+  masks      + dropout masks drawn as uniform ≥ p instead of Bernoulli (current)
   bf16       the current code under CPU bf16 autocast
   compile    the current code with torch.compile(model.run)
   fusedadam  the current code with torch.optim.Adam(fused=True); foreachadam: foreach=True
@@ -55,7 +56,13 @@ def real_batches(count: int) -> list:
 
 # decode_levers.variant that gives each lever's older code: attention in tanh form, or in σ form
 # with the whole sum; PyTorch's GRU
-OLDER_CODE = {"before": "reorder", "fused": "reorder", "sigmoid": "drop", "blocked": "blocked"}
+OLDER_CODE = {
+    "before": "reorder",
+    "fused": "reorder",
+    "sigmoid": "drop",
+    "blocked": "blocked",
+    "gru": "gru",
+}
 
 
 def update_fn(model: Seq2Seq, lever: str) -> Callable[[object], int]:
@@ -94,7 +101,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--updates", type=int, default=4, help="updates per lever per round")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--levers", default="before,fused,sigmoid,blocked,gru,bf16")
+    parser.add_argument("--levers", default="before,fused,sigmoid,blocked,gru,masks,bf16")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     recipe = load_recipe(ROOT / "recipes" / "bench-matched.yaml")

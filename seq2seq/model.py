@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from seq2seq.errors import Problem, RecipeError
 from seq2seq.modules.copy import PointerGenerator
+from seq2seq.modules.dropout import Dropout
 from seq2seq.modules.output import projected_cross_entropy, sequence_loss
 from seq2seq.modules.protocols import Decoder, DecoderState, Encoder
 from seq2seq.recipe import ModelConfig
@@ -57,7 +58,7 @@ class Seq2Seq(nn.Module):
         self.tgt_embed = tgt_embed
         self.encoder = encoder
         self.decoder = decoder
-        self.embed_dropout = nn.Dropout(embedding_dropout)
+        self.embed_dropout = Dropout(embedding_dropout)
         self.generator = nn.Linear(decoder.hidden_size, vocab_size)
         if tie_output:
             self.generator.weight = tgt_embed.weight

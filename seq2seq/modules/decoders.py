@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from seq2seq.modules import gru
+from seq2seq.modules.dropout import Dropout
 from seq2seq.modules.protocols import (
     DecoderState,
     EncoderOutput,
@@ -116,7 +117,7 @@ class RecurrentDecoder(nn.Module):
         )
         self.is_lstm = cell == "lstm"
         self.initial = InitialState(init, memory_size, hidden_size, num_layers)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.hidden_size = hidden_size
 
     def init_state(self, encoded: EncoderOutput) -> DecoderState:

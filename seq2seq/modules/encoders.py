@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seq2seq.modules import gru
+from seq2seq.modules.dropout import Dropout
 from seq2seq.modules.protocols import EncoderOutput
 from seq2seq.registry import register
 
@@ -44,7 +45,7 @@ class RNNEncoder(nn.Module):
             dropout=dropout if num_layers > 1 else 0.0,
             **extra,
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.is_lstm = cell == "lstm"  # int8 export swaps the module class: keep the fact
         self.num_layers = num_layers
         self.directions = 2 if bidirectional else 1
