@@ -75,11 +75,13 @@ class _BlockedAdditiveScores(torch.autograd.Function):
             squashed = _squashed(queries, keys, rows, steps)  # s, (b, t, S, A)
             grad = grad_scores[rows, steps]  # (b, t, S)
             grad_energy += grad.reshape(-1) @ squashed.reshape(-1, A)
-            # ∂/∂(q + k) = g v s (1 − s)
+            # ∂/∂(q + k) = g v s (1 − s); v is a factor of every sum, applied once after them
             inner = torch.addcmul(squashed, squashed, squashed, value=-1.0)
-            inner.mul_(grad[..., None]).mul_(energy)
+            inner.mul_(grad[..., None])
             grad_queries[rows, steps] = inner.sum(2)
             grad_keys[rows] += inner.sum(1)
+        grad_queries.mul_(energy)
+        grad_keys.mul_(energy)
         return grad_queries, grad_keys.to(keys.dtype), grad_energy.to(energy.dtype)
 
 
