@@ -7,8 +7,8 @@ Usage: python bench/decode_levers.py RUN_DIR SOURCE [--lines 128] [--rounds 3] [
   reorder   + beams reorder only their own state (memory, mask and keys stay)
   sigmoid   + scores as 2 vᵀ σ(2h) (softmax-equal to the tanh form)
   drop      + greedy drops finished sentences from the batch (as beam search does)
-  blocked   + the additive scores summed in cache-sized blocks
-  gru       + the encoder's GRU from modules/gru.py, not PyTorch's over packed batches (current)
+  blocked   + the additive scores summed in cache-sized blocks (the current decoding code;
+            variant() also knows the training levers "gru" and "masks", see bench/levers.py)
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def main() -> None:
             where="search",
         ),
     }
-    names = ["before", "reorder", "sigmoid", "drop", "blocked", "gru"]
+    names = ["before", "reorder", "sigmoid", "drop", "blocked"]
     rows = []
     for label, search in searches.items():
         rates: dict[str, list[float]] = {n: [] for n in names}

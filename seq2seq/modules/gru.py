@@ -25,11 +25,13 @@ aten = torch.ops.aten
 
 def supports(rnn: nn.Module, inputs: Tensor) -> TypeGuard[nn.GRU]:
     """True when `run` may stand in for `rnn`: a plain batch-first nn.GRU with biases, float32
-    or float64 on the CPU, eager and without autocast. Otherwise PyTorch's own GRU serves (cuDNN
-    on a GPU; int8 exports, whose GRU is another class; tracing, which must not bake in the
-    step loop's count)."""
+    or float64 on the CPU, eager, without autocast, building a graph. Otherwise PyTorch's own GRU
+    serves: cuDNN on a GPU; int8 exports, whose GRU is another class; tracing, which must not
+    bake in the step loop's count; and decoding, where its forward pass (no graph to record)
+    encoded 64 × 25 test-like batches in 8.0 ms against this module's 14.6."""
     return (
         eager_cpu(inputs)  # first: under tracing, the checks below would be recorded
+        and torch.is_grad_enabled()
         and not autocast_on_cpu()
         and type(rnn) is nn.GRU
         and rnn.batch_first

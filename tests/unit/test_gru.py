@@ -154,8 +154,8 @@ def test_no_grad_gives_the_same_values() -> None:
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 def test_steps_aside_where_pytorch_must_serve() -> None:
-    """LSTMs, other dtypes, autocast, tracing, empty sequences, no biases, time-major and int8
-    GRUs (another class) keep PyTorch's own module."""
+    """LSTMs, other dtypes, autocast, no graph, tracing, empty sequences, no biases, time-major
+    and int8 GRUs (another class) keep PyTorch's own module."""
     x = torch.randn(2, 3, 4)
     plain = nn.GRU(4, 5, batch_first=True)
     assert gru.supports(plain, x)
@@ -165,6 +165,8 @@ def test_steps_aside_where_pytorch_must_serve() -> None:
     assert not gru.supports(plain, x.bfloat16())
     assert not gru.supports(plain, x[:, :0])
     with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not gru.supports(plain, x)
+    with torch.no_grad():  # decoding: PyTorch's forward pass is the faster one
         assert not gru.supports(plain, x)
     int8 = torch.ao.quantization.quantize_dynamic(nn.Sequential(plain), {nn.GRU}, torch.qint8)
     assert not gru.supports(int8[0], x)
