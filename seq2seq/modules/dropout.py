@@ -19,7 +19,14 @@ class Dropout(nn.Dropout):
         """Zero each element with probability p and scale the rest by 1 / (1 − p) in training."""
         if not self.training or self.p == 0.0:
             return input
-        if self.inplace or self.p >= 1.0 or not eager_cpu(input) or not input.is_floating_point():
+        # bf16/fp16 uniforms come in steps of 1/256 (1/2048): drawn in their own type, the
+        # rate would be off (p = 0.2 dropped 0.2031); those keep nn.Dropout's Bernoulli draws
+        if (
+            self.inplace
+            or self.p >= 1.0
+            or input.dtype not in (torch.float32, torch.float64)
+            or not eager_cpu(input)
+        ):
             return super().forward(input)
         keep = torch.rand_like(input).ge_(self.p).mul_(1.0 / (1.0 - self.p))  # 0 or 1/(1-p)
         return input * keep

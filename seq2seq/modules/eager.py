@@ -21,8 +21,10 @@ def autocast_on_cpu() -> bool:
 
 
 def eager_cpu(tensor: Tensor) -> bool:
-    """True for a CPU tensor in plain eager mode: not tracing, scripting or compiling, whose
-    graphs must not bake in a Python loop's count."""
+    """True for a CPU tensor in plain eager mode: not tracing, scripting or compiling.
+
+    Those record a graph, which must not bake in a hand-written kernel's Python loop count.
+    """
     return (
         tensor.device.type == "cpu"
         and not torch.jit.is_tracing()

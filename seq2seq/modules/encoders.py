@@ -1,4 +1,4 @@
-"""Recurrent encoders: "rnn", "gru" and "lstm", uni- or bidirectional, stacked, packed."""
+"""Recurrent encoders: "rnn", "gru" and "lstm", uni- or bidirectional, stacked, padding skipped."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ _CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
 
 class RNNEncoder(nn.Module):
-    """A stacked recurrent encoder over packed variable-length sequences."""
+    """A stacked recurrent encoder over variable-length sequences (packed, or modules/gru.py)."""
 
     def __init__(
         self,
@@ -59,12 +59,14 @@ class RNNEncoder(nn.Module):
         )
         return (zeros, zeros) if self.is_lstm else zeros
 
-    def _packed(self, embedded: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    def _packed(
+        self, embedded: Tensor, lengths: Tensor, initial: Tensor | tuple[Tensor, Tensor]
+    ) -> tuple[Tensor, Tensor]:
         """PyTorch's RNN over the packed batch → states (B, S, D·H), final (L·D, B, H)."""
         packed = pack_padded_sequence(
             embedded, lengths.cpu(), batch_first=True, enforce_sorted=False
         )
-        outputs, hidden = self.rnn(packed, self._zero_state(embedded))
+        outputs, hidden = self.rnn(packed, initial)
         states, _ = pad_packed_sequence(outputs, batch_first=True, total_length=embedded.size(1))
         if isinstance(hidden, tuple):  # LSTM: (h, c); the decoder starts from h
             hidden = hidden[0]
@@ -78,7 +80,7 @@ class RNNEncoder(nn.Module):
         if gru.supports(self.rnn, embedded) and isinstance(initial, Tensor):
             states, hidden = gru.run(self.rnn, embedded, initial, ~mask)  # CPU: modules/gru.py
         else:
-            states, hidden = self._packed(embedded, lengths)
+            states, hidden = self._packed(embedded, lengths, initial)
         # (L·D, B, H) → (L, D, B, H) → (L, B, D·H): directions side by side per layer
         final = hidden.view(self.num_layers, self.directions, B, -1)
         final = torch.cat(final.unbind(1), dim=-1)

@@ -16,6 +16,7 @@ from typing import Any, TypeGuard
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 from seq2seq.modules.eager import autocast_on_cpu, eager_cpu
@@ -24,11 +25,14 @@ aten = torch.ops.aten
 
 
 def supports(rnn: nn.Module, inputs: Tensor) -> TypeGuard[nn.GRU]:
-    """True when `run` may stand in for `rnn`: a plain batch-first nn.GRU with biases, float32
-    or float64 on the CPU, eager, without autocast, building a graph. Otherwise PyTorch's own GRU
-    serves: cuDNN on a GPU; int8 exports, whose GRU is another class; tracing, which must not
-    bake in the step loop's count; and decoding, where its forward pass (no graph to record)
-    encoded 64 × 25 test-like batches in 8.0 ms against this module's 14.6."""
+    """True when `run` may stand in for `rnn` on these inputs.
+
+    That is a plain batch-first nn.GRU with biases, float32 or float64 on the CPU, eager, without
+    autocast, building a graph. Otherwise PyTorch's own GRU serves: cuDNN on a GPU; int8 exports,
+    whose GRU is another class; tracing, which must not bake in the step loop's count; and
+    decoding, where its forward pass (no graph to record) encoded 64 × 25 test-like batches in
+    8.0 ms against this module's 14.6.
+    """
     return (
         eager_cpu(inputs)  # first: under tracing, the checks below would be recorded
         and torch.is_grad_enabled()
@@ -46,8 +50,12 @@ def supports(rnn: nn.Module, inputs: Tensor) -> TypeGuard[nn.GRU]:
 def run(
     rnn: nn.GRU, inputs: Tensor, initial: Tensor, padding: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
-    """`rnn` over (B, T, I) inputs from an (L·D, B, H) initial state, positions where (B, T)
-    `padding` is True skipped → outputs (B, T, D·H), zero at padding, and final (L·D, B, H)."""
+    """`rnn` over (B, T, I) inputs from (L·D, B, H) states → outputs (B, T, D·H), final (L·D, B, H).
+
+    Positions where (B, T) `padding` is True are skipped (outputs there are zero); the inputs
+    there must be finite, as embeddings and states are: a skipped step still computes its gates
+    (then discards them exactly), and NaN would survive the discarding.
+    """
     directions = 2 if rnn.bidirectional else 1
     layer_input, finals = inputs, []
     for layer in range(rnn.num_layers):
@@ -114,6 +122,7 @@ class _GRULayer(torch.autograd.Function):
         b_hh: Tensor,
         padding: Tensor | None,
     ) -> tuple[Tensor, Tensor]:
+        """(B, T, I) x, (D, B, H) initial, stacked parameters → outputs (B, T, D·H), final."""
         B, T, _ = x.shape
         D, _, H = initial.shape
         gates_i = _input_gates(x, w_ih, b_ih, padding)
@@ -138,7 +147,9 @@ class _GRULayer(torch.autograd.Function):
         return outputs, h.clone()
 
     @staticmethod
+    @once_differentiable  # the loop writes into buffers: no graph of the backward pass
     def backward(ctx: Any, grad_outputs: Tensor, grad_final: Tensor) -> tuple[Tensor | None, ...]:
+        """Gradients of x, the initial states and the stacked parameters, step by step."""
         x, initial, w_ih, w_hh, states, rz, n, gates_h = ctx.saved_tensors
         T, D, B, H = states.shape
         grad_states = _run_order(grad_outputs.view(B, T, D, H).permute(1, 2, 0, 3))

@@ -88,17 +88,18 @@ def test_a_quantized_energy_layer_takes_the_whole_sum() -> None:
 
 
 def test_bf16_gradients_sum_blocks_in_float32(monkeypatch) -> None:
-    """Many bf16 blocks: the energy and key gradients stay as close as the whole sum's."""
+    """Many bf16 blocks: the query, key and energy gradients stay close to the exact ones."""
     monkeypatch.setattr(kernel, "BLOCK_ELEMENTS", 1024)  # 480 blocks
     queries, keys, energy = _inputs((8, 60, 30, 32))
     upstream = torch.randn(8, 60, 30, dtype=torch.float64)
     exact = torch.autograd.grad(
-        (reference_scores(queries, keys, energy) * upstream).sum(), (keys, energy.weight)
+        (reference_scores(queries, keys, energy) * upstream).sum(),
+        (queries, keys, energy.weight),
     )
     low = [t.detach().bfloat16().requires_grad_(True) for t in (queries, keys)]
     vector = energy.weight.detach().bfloat16().requires_grad_(True)
     blocked = kernel._BlockedAdditiveScores.apply(low[0], low[1], vector[0])
-    got = torch.autograd.grad((blocked * upstream.bfloat16()).sum(), (low[1], vector))
+    got = torch.autograd.grad((blocked * upstream.bfloat16()).sum(), (low[0], low[1], vector))
     for mine, truth in zip(got, exact, strict=True):
         assert mine.dtype == torch.bfloat16
         error = float((mine.double() - truth).norm() / truth.norm())

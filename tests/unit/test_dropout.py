@@ -41,11 +41,19 @@ def test_masks_follow_the_seed() -> None:
 
 
 def test_other_cases_are_nn_dropout() -> None:
-    """In-place, p = 1 and non-float inputs take nn.Dropout's own path."""
+    """In-place, p = 1 and half-precision inputs take nn.Dropout's own path (bf16 uniforms come
+    in steps of 1/256, which would shift the rate)."""
     x = torch.randn(6, 7)
     assert not Dropout(1.0).train()(x).any()
     torch.manual_seed(1)
-    ours = Dropout(0.5, inplace=True).train()(x.clone())
+    target = x.clone()
+    ours = Dropout(0.5, inplace=True).train()(target)
+    assert ours is target  # changed in place, as asked
     torch.manual_seed(1)
     theirs = nn.Dropout(0.5, inplace=True).train()(x.clone())
     assert torch.equal(ours, theirs)
+    half = torch.randn(50, 60).bfloat16()
+    torch.manual_seed(2)
+    ours = Dropout(0.2).train()(half)
+    torch.manual_seed(2)
+    assert torch.equal(ours, nn.Dropout(0.2).train()(half))

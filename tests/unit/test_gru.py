@@ -80,15 +80,26 @@ def test_unpadded_sequence_equals_gru(layers, bidirectional, hidden) -> None:
         torch.testing.assert_close(a, b)
 
 
+class _Runner(nn.Module):
+    """gru.run as a module, so that torch.func.functional_call can swap the GRU's parameters."""
+
+    def __init__(self, rnn: nn.GRU, padding) -> None:
+        super().__init__()
+        self.rnn, self.padding = rnn, padding
+
+    def forward(self, inputs, initial):
+        return gru.run(self.rnn, inputs, initial, self.padding)
+
+
 def test_gradcheck_with_padding_both_directions() -> None:
     """Numerical gradients of the hand-written backward pass, finite differences in float64."""
     rnn, x, h0, _, padding = _case(1, True, 3)
+    runner = _Runner(rnn, padding)
+    names = [f"rnn.{name}" for name, _ in rnn.named_parameters()]
 
     def function(inputs, initial, *params):
-        with torch.nn.utils.stateless._reparametrize_module(  # type: ignore[attr-defined]
-            rnn, dict(zip(dict(rnn.named_parameters()), params, strict=True))
-        ):
-            return gru.run(rnn, inputs, initial, padding)
+        weights = dict(zip(names, params, strict=True))
+        return torch.func.functional_call(runner, weights, (inputs, initial))
 
     assert torch.autograd.gradcheck(function, (x, h0, *rnn.parameters()))
 
@@ -128,28 +139,66 @@ def test_encoder_takes_this_path_and_matches_the_packed_one(monkeypatch) -> None
     torch.testing.assert_close(grad_ours, grad_theirs)
 
 
-def test_dropout_between_layers_only_in_training() -> None:
-    """Stacked layers drop between layers when training (as nn.GRU does) and not in eval."""
-    rnn, x, h0, _, padding = _case(2, True, 4)
+def test_dropout_between_layers_as_nn_gru(monkeypatch) -> None:
+    """Dropout falls between layers (on each inner layer's outputs), never on the input or the
+    last layer's outputs, at the GRU's rate and only when training."""
+    rnn, x, h0, _, padding = _case(3, True, 4)
     rnn.dropout = 0.5
+    calls = []
+    real_dropout = gru.F.dropout
+
+    def recording(values, p, training):
+        calls.append((values.shape[-1], p, training))
+        return real_dropout(values, p, training)
+
+    monkeypatch.setattr(gru.F, "dropout", recording)
     rnn.eval()
     first, _ = gru.run(rnn, x, h0, padding)
-    again, _ = gru.run(rnn, x, h0, padding)
-    torch.testing.assert_close(first, again)
+    assert calls == [(8, 0.5, False)] * 2  # two inner layers' (B, T, 2H) outputs
+    calls.clear()
     rnn.train()
     torch.manual_seed(3)
     dropped, _ = gru.run(rnn, x, h0, padding)
+    assert calls == [(8, 0.5, True)] * 2
     assert not torch.allclose(dropped, first)
 
 
-def test_no_grad_gives_the_same_values() -> None:
-    """Decoding runs without a graph; the values are those of the training path."""
-    rnn, x, h0, _, padding = _case(1, True, 4)
+def test_encoder_without_a_graph_gives_the_same_values() -> None:
+    """Decoding encodes with PyTorch's packed GRU; training with this module: same states."""
+    torch.manual_seed(0)
+    encoder = RNNEncoder("gru", 8, 6, num_layers=1, bidirectional=True).eval()
+    embedded, lengths = torch.randn(4, 9, 8), torch.tensor([9, 3, 1, 6])
     with torch.no_grad():
-        quiet_out, quiet_final = gru.run(rnn, x, h0, padding)
+        decoding = encoder(embedded, lengths)
+    training = encoder(embedded, lengths)
+    assert training.states.requires_grad  # built by modules/gru.py
+    torch.testing.assert_close(training.states.detach(), decoding.states)
+    torch.testing.assert_close(training.final.detach(), decoding.final)
+
+
+def test_frozen_inputs_and_weights() -> None:
+    """Inputs without gradients, or frozen weights: the rest of the gradients are still exact."""
+    rnn, x, h0, lengths, padding = _case(1, True, 4)
+    x = x.detach()
+    rnn.weight_ih_l0.requires_grad_(False)
+    want_out, want_final = _packed(rnn, x, h0, lengths)
+    got_out, got_final = gru.run(rnn, x, h0, padding)
+    wrt = [h0, *(p for p in rnn.parameters() if p.requires_grad)]
+    upstream = torch.randn_like(want_out)
+    want = torch.autograd.grad((want_out * upstream).sum() + want_final.sum(), wrt)
+    got = torch.autograd.grad((got_out * upstream).sum() + got_final.sum(), wrt)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_all_padding_row_keeps_its_initial_state() -> None:
+    """A row with nothing to read ends where it started, and its outputs are zero."""
+    rnn, x, h0, _, _ = _case(1, True, 4)
+    padding = torch.zeros(x.shape[:2], dtype=torch.bool)
+    padding[1] = True
     out, final = gru.run(rnn, x, h0, padding)
-    torch.testing.assert_close(quiet_out, out.detach())
-    torch.testing.assert_close(quiet_final, final.detach())
+    assert not out[1].any()
+    torch.testing.assert_close(final[:, 1], h0[:, 1])
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
