@@ -68,10 +68,10 @@ def evaluate_command(
     """Translate --source with RUN_DIR's model and score against --reference."""
     from seq2seq.bundle import load_run
     from seq2seq.data.dataset import read_lines
+    from seq2seq.device import pick_device
     from seq2seq.errors import DataError
     from seq2seq.inference import translate_texts
     from seq2seq.metrics.score import score_all
-    from seq2seq.training.run import pick_device
 
     src = read_lines(Path(source), "--source")
     refs = read_lines(Path(reference), "--reference")

@@ -42,7 +42,7 @@ def serve_command(
             "pip install 'seq2seq[serve]'"
         ) from exc
     from seq2seq.bundle import load_run
-    from seq2seq.training.run import pick_device
+    from seq2seq.device import pick_device
 
     listener = listen(host, port)  # before loading the model: a busy port fails at once
     loaded = load_run(run_dir, checkpoint, str(pick_device(device)))

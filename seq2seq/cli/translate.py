@@ -120,10 +120,9 @@ def translate_command(
     """Translate text with the model in RUN_DIR (the --out dir of `seq2seq train`)."""
     from seq2seq.bundle import load_run
     from seq2seq.data.dataset import decode_lines
+    from seq2seq.device import pick_device
     from seq2seq.errors import DataError, OutputClosed
     from seq2seq.inference import translate_stream
-    from seq2seq.plots.attention import write_translation_attention
-    from seq2seq.training.run import pick_device
 
     if with_attention and output_format != "jsonl":
         raise click.UsageError("--attention needs --output-format jsonl")
@@ -144,6 +143,8 @@ def translate_command(
     decoder = build_search(spec)
     if plot_dir is not None:
         _check_plottable(loaded.model, spec, plot_dir)
+        # imported only to draw: matplotlib adds 0.4 s to every translate's start-up
+        from seq2seq.plots.attention import write_translation_attention
     total = None
     if input_path is None or input_path == "-":
         if sys.stdin is None or sys.stdin.closed:

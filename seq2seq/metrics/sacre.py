@@ -1,10 +1,11 @@
-"""BLEU, chrF and TER through sacrebleu, with its signature kept for reproducibility."""
+"""BLEU, chrF and TER through sacrebleu, with its signature kept for reproducibility.
+
+sacrebleu is imported when a metric is built: every command registers the metrics, and
+`seq2seq translate` should not pay for scoring it does not do."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
-
-from sacrebleu.metrics import BLEU, CHRF, TER
 
 from seq2seq.metrics.score import Score
 from seq2seq.registry import register
@@ -38,6 +39,8 @@ class BleuMetric(SacreMetric):
         ] = "13a",
         lowercase: bool = False,
     ) -> None:
+        from sacrebleu.metrics import BLEU
+
         self.metric = BLEU(tokenize=tokenize, lowercase=lowercase)
 
 
@@ -48,6 +51,8 @@ class ChrfMetric(SacreMetric):
     name = "chrf"
 
     def __init__(self, word_order: int = 0) -> None:
+        from sacrebleu.metrics import CHRF
+
         self.metric = CHRF(word_order=word_order)
         if word_order:
             self.name = "chrf++"
@@ -61,4 +66,6 @@ class TerMetric(SacreMetric):
     higher_is_better = False
 
     def __init__(self) -> None:
+        from sacrebleu.metrics import TER
+
         self.metric = TER()

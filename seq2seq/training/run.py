@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from seq2seq.bundle import load_tokenizers, read_bundle_meta, write_bundle
+from seq2seq.device import pick_device
 from seq2seq.errors import InterruptedRun, Problem, RecipeError, Seq2SeqError, StorageError
 from seq2seq.model import count_parameters
 from seq2seq.plots.tensorboard import summary_writer_class
@@ -33,18 +34,6 @@ FIXED_ON_RESUME = (
     "fixed by the run being resumed (the weights and tokenizer depend on it); "
     "start a new run to change it"
 )
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """ "auto" → CUDA when available, else CPU; an unavailable device is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise Seq2SeqError(f"--device {name}: CUDA is not available here; use --device cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError as exc:
-        raise Seq2SeqError(f"--device {name}: {exc}") from exc
 
 
 def check_out_dir(out_dir: Path, resume: bool) -> None:

@@ -153,6 +153,28 @@ def test_console_script_runs_as_a_process(trained, tmp_path) -> None:
     assert "Traceback" in debug.stderr
 
 
+def test_translate_imports_no_plotting_or_scoring_library(trained, tmp_path) -> None:
+    """translate's start-up skips matplotlib, sacrebleu and rouge-score (0.8 s of imports)."""
+    run_dir, data = trained
+    probe = (
+        "import sys\n"
+        "from seq2seq.cli import main\n"
+        "try:\n"
+        "    main(sys.argv[1:])\n"
+        "except SystemExit as stop:\n"
+        "    assert stop.code == 0, stop.code\n"
+        "heavy = ('matplotlib', 'sacrebleu', 'rouge_score', 'nltk')\n"
+        "print(sorted(name for name in heavy if name in sys.modules))\n"
+    )
+    output = tmp_path / "out.txt"
+    args = ["-q", "translate", str(run_dir), "-i", str(data / "valid.src"), "-o", str(output)]
+    result = subprocess.run(
+        [sys.executable, "-c", probe, *args], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+    assert len(output.read_text(encoding="utf-8").splitlines()) == 20
+
+
 def test_translate_beam_nbest_jsonl_with_attention(trained, tmp_path, capsys) -> None:
     """jsonl gives each input's n-best list with scores and per-piece attention rows."""
     import json
