@@ -92,9 +92,17 @@ def greedy_whole_batch(
     return self._collect(torch.stack(tokens, 1), scores, trace, sp.eos, batch.src_lengths)  # type: ignore[attr-defined]
 
 
+# the levers in the order they were added: a variant has its own lever and every earlier one
+LEVERS = ("before", "reorder", "sigmoid", "drop", "blocked", "gru", "masks")
+
+
 @contextlib.contextmanager
 def variant(name: str) -> Iterator[None]:
     """Patch the code back to what it was before the levers after `name`."""
+
+    def lacks(lever: str) -> bool:
+        return LEVERS.index(name) < LEVERS.index(lever)
+
     saved = (
         AdditiveAttention.prepare,
         AdditiveAttention.forward,
@@ -103,18 +111,18 @@ def variant(name: str) -> Iterator[None]:
     )
     greedy, blocked, own_gru = GreedySearch.__call__, additive.additive_scores, gru.supports
     uniform_masks = Dropout.forward
-    if name not in ("gru", "masks"):
+    if lacks("gru"):
         gru.supports = lambda rnn, inputs: False  # type: ignore[assignment]  # PyTorch's GRU
-    if name != "masks":
+    if lacks("masks"):
         Dropout.forward = nn.Dropout.forward  # type: ignore[method-assign]  # Bernoulli masks
-    if name not in ("blocked", "gru", "masks"):
+    if lacks("blocked"):
         additive.additive_scores = reference_scores  # the whole (B, T, S, A) sum at once
-    if name not in ("drop", "blocked", "gru", "masks"):
+    if lacks("drop"):
         GreedySearch.__call__ = greedy_whole_batch  # type: ignore[method-assign]
-    if name in ("before", "reorder"):
+    if lacks("sigmoid"):
         AdditiveAttention.prepare = tanh_prepare  # type: ignore[method-assign]
         AdditiveAttention.forward = tanh_forward  # type: ignore[method-assign]
-    if name == "before":
+    if lacks("reorder"):
         only_beams = saved[2]
 
         def every_tensor(state: DecoderState, index: Tensor) -> DecoderState:
@@ -158,7 +166,7 @@ def main() -> None:
             where="search",
         ),
     }
-    names = ["before", "reorder", "sigmoid", "drop", "blocked"]
+    names = list(LEVERS[: LEVERS.index("blocked") + 1])  # the decoding levers
     rows = []
     for label, search in searches.items():
         rates: dict[str, list[float]] = {n: [] for n in names}
