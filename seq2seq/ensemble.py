@@ -29,6 +29,14 @@ class EnsembleState:
         """Every member's DecoderState.reorder_beams."""
         return EnsembleState([state.reorder_beams(index) for state in self.members])
 
+    def expand_beams(self, beams: int) -> EnsembleState:
+        """Every member's DecoderState.expand_beams."""
+        return EnsembleState([state.expand_beams(beams) for state in self.members])
+
+    def source_mask(self, row: int) -> Tensor:
+        """(S,) source mask of hypothesis row `row`."""
+        return self.members[0].source_mask(row)
+
     @property
     def mask(self) -> Tensor:
         """(B, S) source mask (the same for every member)."""
@@ -61,6 +69,11 @@ class Ensemble(nn.Module):
         self.members = nn.ModuleList(models)  # registered, so .eval() and devices reach them
         self.models = list(models)
         self.specials = models[0].specials
+
+    @property
+    def shares_source(self) -> bool:
+        """Whether every member's decoder takes states with memory held once per sentence."""
+        return all(m.shares_source for m in self.models)
 
     def encode(self, src: Tensor, lengths: Tensor) -> EnsembleState:
         """Each member encodes the same source."""

@@ -65,6 +65,11 @@ class Seq2Seq(nn.Module):
         self.copy = copy
         self.specials = specials
 
+    @property
+    def shares_source(self) -> bool:
+        """Whether `step` takes states with memory held once per sentence (`beams` > 1)."""
+        return bool(getattr(self.decoder, "shares_source", False))
+
     def encode(self, src: Tensor, lengths: Tensor) -> DecoderState:
         """(B, S) source ids with (B,) lengths → the decoder's initial state."""
         encoded = self.encoder(self.embed_dropout(self.src_embed(src)), lengths)

@@ -124,6 +124,10 @@ def check_decoder(spec: Any, attention: Any = "bahdanau", input_size: int = E) -
     picked = state.select(index)
     out_picked, _ = decoder.step(steps[index, 0], picked)
     assert torch.allclose(out_picked, outs[0][index], atol=1e-5), "select() does not reorder"
+    if getattr(decoder, "shares_source", False):  # beam search's layout: memory once per row
+        rows = torch.arange(B).repeat_interleave(2)
+        out_beams, _ = decoder.step(steps[rows, 0], state.expand_beams(2))
+        assert torch.allclose(out_beams, outs[0][rows], atol=1e-5), "shares_source: step differs"
     one = decoder.init_state(EncoderOutput(memory[1:2], encoded.final[:, 1:2], mask[1:2]))
     out_one, _ = decoder.step(steps[1:2, 0], one)
     assert torch.allclose(out_one, outs[0][1:2], atol=1e-5), "batch of one differs from its row"

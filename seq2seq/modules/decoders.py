@@ -132,10 +132,27 @@ class RecurrentDecoder(nn.Module):
         context, weights, _ = self.attend_with_heads(query, state)
         return context, weights
 
+    @property
+    def shares_source(self) -> bool:
+        """Whether `step` takes states whose memory is held once for several hypotheses
+        (`DecoderState.beams` > 1); attention with a history scores each row on its own."""
+        return not needs_history(self.attention)
+
     def attend_with_heads(
         self, query: Tensor, state: DecoderState
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         """Context, weights and, for multi-head attention, per-head weights (B[, T], n, S)."""
+        if state.beams == 1:
+            return self._attend(query, state)
+        # (N·K, H) hypotheses against (N, S, ·) memory: each sentence's K queries as K steps
+        context, weights, heads = self._attend(query.view(-1, state.beams, query.size(-1)), state)
+        return (
+            context.flatten(0, 1),
+            weights.flatten(0, 1),
+            None if heads is None else heads.flatten(0, 1),
+        )
+
+    def _attend(self, query: Tensor, state: DecoderState) -> tuple[Tensor, Tensor, Tensor | None]:
         assert self.attention is not None and state.keys is not None
         if needs_history(self.attention):
             context, weights = self.attention(

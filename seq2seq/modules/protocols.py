@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple, Protocol, runtime_checkable
 
+import torch
 from torch import Tensor
 
 
@@ -92,11 +93,16 @@ def with_heads(extra: dict[str, Tensor], heads: Tensor | None) -> dict[str, Tens
 
 @dataclass
 class DecoderState:
-    """Everything a decoder carries from one step to the next; batch rows can be reordered."""
+    """Everything a decoder carries from one step to the next; batch rows can be reordered.
+
+    With `beams` > 1 (beam search, on decoders that declare `shares_source`), memory, mask and
+    keys hold one row per source sentence and every other tensor `beams` consecutive rows per
+    sentence, one per hypothesis: the source is not copied for each hypothesis.
+    """
 
     hidden: Tensor | tuple[Tensor, Tensor]  # (L, B, H); LSTM: (h, c)
-    memory: Tensor  # (B, S, M)
-    mask: Tensor  # (B, S)
+    memory: Tensor  # (B, S, M); (B / beams, S, M) with beams > 1
+    mask: Tensor  # (B, S); (B / beams, S) with beams > 1
     keys: Tensor | None = None  # attention.prepare(memory)
     feed: Tensor | None = None  # (B, H) previous attentional vector, for input feeding
     weights: Tensor | None = None  # (B, S) attention weights of the last step
@@ -104,16 +110,32 @@ class DecoderState:
     coverage: Tensor | None = None  # (B, S) sum of all attention weights so far
     position: int = 0  # target steps taken
     extra: dict[str, Tensor] = field(default_factory=dict)  # plugin state, batch-first
+    beams: int = 1  # hypotheses per row of memory, mask and keys
 
     def select(self, index: Tensor) -> DecoderState:
-        """Rows `index` (B',) of every tensor: expands for beams, reorders, drops finished."""
-        moved = self.reorder_beams(index)
+        """Source rows `index` (B',), each with all its hypotheses: repeats, reorders, drops
+        finished sentences."""
+        rows = index
+        if self.beams > 1:
+            beam = torch.arange(self.beams, device=index.device)
+            rows = (index[:, None] * self.beams + beam).view(-1)
+        moved = self.reorder_beams(rows)
         return replace(
             moved,
             memory=self.memory.index_select(0, index),
             mask=self.mask.index_select(0, index),
             keys=None if self.keys is None else self.keys.index_select(0, index),
         )
+
+    def expand_beams(self, beams: int) -> DecoderState:
+        """`beams` hypotheses per row, sharing its memory, mask and keys (see the class note)."""
+        assert self.beams == 1, "already expanded"
+        rows = torch.arange(self.mask.size(0), device=self.mask.device)
+        return replace(self.reorder_beams(rows.repeat_interleave(beams)), beams=beams)
+
+    def source_mask(self, row: int) -> Tensor:
+        """(S,) source mask of hypothesis row `row`."""
+        return self.mask[row // self.beams]
 
     def reorder_beams(self, index: Tensor) -> DecoderState:
         """Rows `index` of the per-hypothesis tensors; memory, mask and keys stay as they are.
@@ -143,7 +165,8 @@ class DecoderState:
 
     def history(self) -> AlignmentHistory:
         """The alignment history attention sees at the next step."""
-        zeros = self.mask.new_zeros(self.mask.shape, dtype=self.memory.dtype)
+        rows = self.mask.size(0) * self.beams
+        zeros = self.mask.new_zeros((rows, self.mask.size(1)), dtype=self.memory.dtype)
         previous = self.weights if self.weights is not None else zeros
         coverage = self.coverage if self.coverage is not None else zeros
         return AlignmentHistory(previous, coverage, self.position)
@@ -176,6 +199,8 @@ class Decoder(Protocol):
         ...
 
 
+# A decoder may also declare `shares_source = True`: its `step` then takes states with `beams` > 1
+# (memory, mask and keys once per sentence, see DecoderState), which beam search uses.
 # A decoder may also offer `forward_sequence(embedded (B,T,E), state) -> SequenceOutput | None`:
 # the whole target in one call under full teacher forcing (None when it cannot, e.g. with
 # input feeding). The model falls back to `step` whenever it is missing or returns None.

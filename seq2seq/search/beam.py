@@ -4,7 +4,7 @@ leave the batch, n-best lists with GNMT length and coverage penalties."""
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -83,7 +83,11 @@ class BeamSearch:
         sp, K = model.specials, self.beam_size
         B, device = batch.src.size(0), batch.src.device
         state = model.encode(batch.src, batch.src_lengths)
-        state = state.select(torch.arange(B, device=device).repeat_interleave(K))
+        shared = bool(getattr(model, "shares_source", False))  # memory once per sentence
+        if shared:
+            state = state.expand_beams(K)
+        else:
+            state = state.select(torch.arange(B, device=device).repeat_interleave(K))
         sentence = torch.arange(B, device=device)  # original index of each active sentence
         max_len = length_limits(batch.src_lengths, self.max_length, self.max_ratio)
         min_len = torch.minimum(self._min_lengths(batch.src_lengths), max_len)
@@ -114,8 +118,7 @@ class BeamSearch:
                 top,
                 origin,
                 t,
-                state.coverage,
-                state.mask,
+                state,
                 tokens,
                 trace,
                 sentence,
@@ -135,7 +138,7 @@ class BeamSearch:
             if bool(done.any()):  # finished sentences leave the batch
                 active = (~done).nonzero().squeeze(1)
                 rows = (active[:, None] * K + torch.arange(K, device=device)).view(-1)
-                state, tokens = state.select(rows), tokens[rows]
+                state, tokens = state.select(active if shared else rows), tokens[rows]
                 trace = trace.select(rows)
                 scores, sentence = scores[active], sentence[active]
                 max_len, min_len = max_len[active], min_len[active]
@@ -149,8 +152,7 @@ class BeamSearch:
         top: Tensor,
         origin: Tensor,
         t: int,
-        coverage: Tensor | None,
-        mask: Tensor,
+        state: Any,
         tokens: Tensor,
         trace: AttentionTrace,
         sentence: Tensor,
@@ -164,9 +166,10 @@ class BeamSearch:
             row = n * K + int(origin[n, j])
             log_prob = float(top[n, j])
             score = log_prob / float(length_penalty(t + 1, self.alpha, self.norm))
-            if self.beta and coverage is not None:
-                score += float(coverage_penalty(coverage[row], mask[row], self.beta))
-            attn, heads = trace.of_row(row, mask[row])
+            mask = state.source_mask(row)
+            if self.beta and state.coverage is not None:
+                score += float(coverage_penalty(state.coverage[row], mask, self.beta))
+            attn, heads = trace.of_row(row, mask)
             index = int(sentence[n])
             nbest[index].add(Hypothesis(tokens[row].tolist(), score, attn, log_prob, heads))
             worst[n] = nbest[index].worst

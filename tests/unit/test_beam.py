@@ -228,32 +228,6 @@ def test_filter_logits_top_p_keeps_the_nucleus() -> None:
     assert kept_k == [True, True, True, False]
 
 
-def test_reordering_only_per_hypothesis_state_changes_nothing(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Beams keep their sentence's memory and keys when reordered: the n-best lists (tokens,
-    scores, attention) are those of reordering every tensor of the state."""
-    from seq2seq.modules.protocols import DecoderState
-
-    model, batch = tiny_model(3), sources()
-    search = BeamSearch(beam_size=3, n_best=3, max_length=6, coverage_penalty=0.2)
-    fast = search(model, batch, keep_attention=True)
-    only_beams = DecoderState.reorder_beams
-
-    def every_tensor(state: DecoderState, index: torch.Tensor) -> DecoderState:
-        moved = only_beams(state, index)
-        moved.memory, moved.mask = state.memory[index], state.mask[index]
-        moved.keys = None if state.keys is None else state.keys[index]
-        return moved
-
-    monkeypatch.setattr(DecoderState, "reorder_beams", every_tensor)
-    full = search(model, batch, keep_attention=True)
-    assert [[h.tokens for h in n] for n in fast] == [[h.tokens for h in n] for n in full]
-    for mine, theirs in zip(itertools.chain(*fast), itertools.chain(*full), strict=True):
-        assert mine.score == pytest.approx(theirs.score, abs=1e-6)
-        assert torch.allclose(mine.attention, theirs.attention)
-
-
 def test_greedy_batch_with_finished_rows_leaving_equals_each_sentence_alone() -> None:
     """Rows that end leave the greedy batch; every sentence still gets its own output, score
     and attention (outputs of different lengths, so rows leave at different steps)."""
