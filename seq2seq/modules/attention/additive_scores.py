@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from seq2seq.modules.eager import eager_cpu
 
+aten = torch.ops.aten
 BLOCK_ELEMENTS = 1 << 18  # 1 MB of float32 per block: within a core's L2 cache on current CPUs
 
 
@@ -75,9 +76,11 @@ class _BlockedAdditiveScores(torch.autograd.Function):
             squashed = _squashed(queries, keys, rows, steps)  # s, (b, t, S, A)
             grad = grad_scores[rows, steps]  # (b, t, S)
             grad_energy += grad.reshape(-1) @ squashed.reshape(-1, A)
-            # ∂/∂(q + k) = g v s (1 − s); v is a factor of every sum, applied once after them
-            inner = torch.addcmul(squashed, squashed, squashed, value=-1.0)
-            inner.mul_(grad[..., None])
+            # ∂/∂(q + k) = g v s (1 − s); v is a factor of every sum, applied once after them.
+            # g s (1 − s) in one pass, written over s (its last reader was the line above)
+            inner = aten.sigmoid_backward.grad_input(
+                grad[..., None].expand_as(squashed), squashed, grad_input=squashed
+            )
             grad_queries[rows, steps] = inner.sum(2)
             grad_keys[rows] += inner.sum(1)
         grad_queries.mul_(energy)
