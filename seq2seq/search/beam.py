@@ -108,7 +108,7 @@ class BeamSearch:
             V = log_probs.size(-1)
             if keep_attention:
                 trace = trace.extended(state)
-            candidates = (scores.view(N * K, 1) + log_probs).view(N, K * V)
+            candidates = log_probs.add_(scores.view(N * K, 1)).view(N, K * V)  # owned: in place
             top, index = candidates.topk(min(2 * K, K * V), dim=-1)  # (N, 2K)
             origin, token = index // V, index % V
             is_eos = (token == sp.eos) & torch.isfinite(top)
