@@ -25,6 +25,7 @@ from seq2seq.search.hypotheses import (
     coverage_penalty,
     length_penalty,
 )
+from seq2seq.search.top import top_k
 from seq2seq.search.trace import AttentionTrace
 
 
@@ -109,7 +110,7 @@ class BeamSearch:
             if keep_attention:
                 trace = trace.extended(state)
             candidates = log_probs.add_(scores.view(N * K, 1)).view(N, K * V)  # owned: in place
-            top, index = candidates.topk(min(2 * K, K * V), dim=-1)  # (N, 2K)
+            top, index = top_k(candidates, min(2 * K, K * V))  # (N, 2K)
             origin, token = index // V, index % V
             is_eos = (token == sp.eos) & torch.isfinite(top)
             rank_ok = torch.arange(top.size(1), device=device)[None, :] < K

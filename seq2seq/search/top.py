@@ -1,0 +1,34 @@
+"""The k largest entries of each row, found through block maxima on a CPU.
+
+`torch.topk` on a CPU reads a row element by element, while `amax` is vectorised: on 64 rows of
+40,000 candidates (a beam-5 step over 8,000 pieces) topk(10) took 3.2 ms and this 0.8 ms. The k
+largest entries lie in the k blocks with the largest maxima: an entry outside them is beaten by
+the maximum of each of those k blocks. (Greedy search keeps `max(dim)`: on its steps, 29 rows on
+average, this was no faster.)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+BLOCK = 64  # columns per block (64 and 128 measured alike; 64 leaves fewer columns to re-read)
+
+
+def top_k(values: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """torch.topk(values, k, dim=-1) of (R, C) `values`: (R, k) values and column indices, largest
+    first. Where entries tie (−∞ ones included) the indices may differ from torch.topk's."""
+    rows, columns = values.shape
+    blocks = columns // BLOCK
+    # a GPU's topk is fast; with few blocks there is nothing to gain
+    if values.device.type != "cpu" or blocks < 4 * k or values.stride(-1) != 1:
+        return values.topk(k, dim=-1)
+    maxima = values[:, : blocks * BLOCK].view(rows, blocks, BLOCK).amax(-1)  # (R, blocks)
+    chosen = maxima.topk(k, dim=-1).indices  # (R, k): the blocks that hold the k largest
+    offsets = torch.arange(BLOCK, device=values.device)
+    candidates = (chosen[..., None] * BLOCK + offsets).view(rows, k * BLOCK)
+    if columns % BLOCK:  # the last, partial block is always searched
+        tail = torch.arange(blocks * BLOCK, columns, device=values.device)
+        candidates = torch.cat([candidates, tail.expand(rows, -1)], 1)
+    top, where = values.gather(1, candidates).topk(k, dim=-1)
+    return top, candidates.gather(1, where)
