@@ -152,9 +152,8 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu") -> L
     directory = checkpoint_dir(run_dir, which)
     if directory is None:
         raise BundleError(f"{run_dir} has no checkpoint yet; train longer or wait for a validation")
-    model = build_model(
-        recipe.model, tokenizers["source"].vocab_size, tokenizers["target"].vocab_size, Specials()
-    )
-    load_weights(model, directory / "model.safetensors")
+    sizes = tokenizers["source"].vocab_size, tokenizers["target"].vocab_size
+    model = build_model(recipe.model, *sizes, Specials(), init_parameters=False)
+    load_weights(model, directory / "model.safetensors")  # every parameter, or an error
     model.to(device).eval()
     return Loaded(recipe, model, tokenizers, directory, meta)

@@ -202,9 +202,16 @@ def _problem(path: str, message: str) -> RecipeError:
 
 
 def build_model(
-    cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int, specials: Specials = Specials()
+    cfg: ModelConfig,
+    src_vocab_size: int,
+    tgt_vocab_size: int,
+    specials: Specials = Specials(),
+    init_parameters: bool = True,
 ) -> Seq2Seq:
-    """Assemble the model from registered components; sizes flow in as keyword arguments."""
+    """Assemble the model from registered components; sizes flow in as keyword arguments.
+
+    `init_parameters=False` skips the recipe's initialisation, for weights loaded next.
+    """
     src_embed = nn.Embedding(src_vocab_size, cfg.embedding_dim, padding_idx=specials.pad)
     if cfg.share_embeddings and src_vocab_size != tgt_vocab_size:
         raise _problem("model.share_embeddings", "needs one joint vocabulary")
@@ -249,7 +256,8 @@ def build_model(
         specials,
         copy,
     )
-    initialize(model, cfg.init_scale)
+    if init_parameters:
+        initialize(model, cfg.init_scale)
     for name in cfg.freeze:
         for param in getattr(model, name).parameters():
             param.requires_grad_(False)

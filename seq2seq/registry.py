@@ -177,12 +177,14 @@ def _distribution(ep: EntryPoint) -> str:
     return f"{dist.metadata['Name']} {dist.version}"
 
 
-def _plugin_entries(kind: str) -> dict[str, list[EntryPoint]]:
-    """Entry points of group seq2seq.<kind>, by name, read from metadata only."""
+def _plugin_entries(kind: str, scanned: Any = None) -> dict[str, list[EntryPoint]]:
+    """Entry points of group seq2seq.<kind>, by name, read from metadata only (from `scanned`,
+    one reading of every installed distribution's entry points, when given)."""
     if not plugins_enabled():
         return {}
     found: dict[str, list[EntryPoint]] = {}
-    for ep in entry_points(group=f"seq2seq.{kind}"):
+    group = f"seq2seq.{kind}"
+    for ep in entry_points(group=group) if scanned is None else scanned.select(group=group):
         found.setdefault(ep.name, []).append(ep)
     return found
 
@@ -191,8 +193,11 @@ def plugin_problems() -> list[str]:
     """Name clashes among plugins and with built-ins, found without importing plugin code."""
     load_builtins()
     problems = []
+    # read once (each reading walks every distribution: 8 took 0.02–0.07 s of every command's
+    # start); Python 3.11 returns SelectableGroups, 3.12 EntryPoints, both with .select
+    scanned = entry_points()
     for kind in KINDS:
-        for name, eps in sorted(_plugin_entries(kind).items()):
+        for name, eps in sorted(_plugin_entries(kind, scanned).items()):
             dists = sorted({_distribution(ep) for ep in eps})
             known = _tables[kind].get(name)
             if known is not None and known.origin == BUILTIN:

@@ -59,6 +59,14 @@ def test_initialisation_bounds(scale: float | None) -> None:
         assert torch.count_nonzero(embed.weight[0]) == 0
 
 
+def test_a_model_built_for_loading_skips_the_recipe_initialisation() -> None:
+    """init_parameters=False (weights are loaded next) leaves PyTorch's own initialisation: the
+    embeddings keep their N(0, 1) values instead of being drawn again in ±init_scale."""
+    torch.manual_seed(0)
+    model = build_model(_config(init_scale=0.1), 20, 30, init_parameters=False)
+    assert model.src_embed.weight.abs().max() > 1.0
+
+
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_parallel_path_matches_step_path(cell: str) -> None:
     """Without input feeding the whole target runs in one RNN call; the loss is the same."""
