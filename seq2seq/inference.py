@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -14,6 +14,9 @@ from seq2seq.bundle import Loaded
 from seq2seq.data.batching import make_batch, sentence_batches
 from seq2seq.model import Seq2Seq
 from seq2seq.search.hypotheses import Hypothesis
+
+if TYPE_CHECKING:  # imported by the commands that fork workers, not by every decode
+    from seq2seq.workers import DecodeWorkers
 
 log = logging.getLogger(__name__)
 
@@ -24,14 +27,24 @@ def decode_ids(
     source_ids: Sequence[Sequence[int]],
     batch_size: int = 64,
     keep_attention: bool = False,
+    workers: DecodeWorkers | None = None,
 ) -> list[list[Hypothesis]]:
-    """Decode source id lists (each ending in </s>); results come back in input order."""
+    """Decode source id lists (each ending in </s>); results come back in input order.
+
+    With `workers` (forked from this model and search), batches are decoded there."""
     device = next(model.parameters()).device
+    results: list[list[Hypothesis]] = [[] for _ in source_ids]
+    batches = sentence_batches([len(s) for s in source_ids], batch_size)
+    if workers is not None and len(batches) > 1:
+        shares = [[source_ids[i] for i in indices] for indices in batches]
+        for indices, outputs in zip(batches, workers.map(shares, keep_attention), strict=True):
+            for index, hyps in zip(indices, outputs, strict=True):
+                results[index] = hyps
+        return results
     was_training = model.training
     model.eval()
-    results: list[list[Hypothesis]] = [[] for _ in source_ids]
     try:
-        for indices in sentence_batches([len(s) for s in source_ids], batch_size):
+        for indices in batches:
             batch = make_batch(source_ids, None, indices).to(device)
             with torch.no_grad():
                 outputs = search(model, batch, keep_attention=keep_attention)
@@ -79,6 +92,7 @@ def translate_batch(
     keep_attention: bool = False,
     max_source_length: int | None = None,
     first_line: int = 1,
+    workers: DecodeWorkers | None = None,
 ) -> list[Translation]:
     """Translate a list of texts in input order; a blank text gives no hypotheses.
 
@@ -95,7 +109,7 @@ def translate_batch(
         ]
     sources = [[*ids, eos] for ids in encoded]
     results = [Translation(text, [], [], [], []) for text in texts]
-    hyps = decode_ids(loaded.model, search, sources, batch_size, keep_attention)
+    hyps = decode_ids(loaded.model, search, sources, batch_size, keep_attention, workers)
     for i, ids, options in zip(wanted, sources, hyps, strict=True):
         decoded = tgt_tok.decode([h.tokens for h in options])
         pieces = [tgt_tok.pieces(h.tokens) for h in options]
@@ -116,10 +130,15 @@ def _truncate(ids: list[int], limit: int, line: int) -> list[int]:
 
 
 def translate_texts(
-    loaded: Loaded, search: Any, texts: Sequence[str], batch_size: int = 64
+    loaded: Loaded,
+    search: Any,
+    texts: Sequence[str],
+    batch_size: int = 64,
+    workers: DecodeWorkers | None = None,
 ) -> list[str]:
     """The best translation of each text; a blank text gives an empty translation."""
-    return [t.text for t in translate_batch(loaded, search, texts, batch_size)]
+    translations = translate_batch(loaded, search, texts, batch_size, workers=workers)
+    return [t.text for t in translations]
 
 
 def translate_stream(
@@ -130,6 +149,7 @@ def translate_stream(
     chunk: int = 2000,
     keep_attention: bool = False,
     max_source_length: int | None = None,
+    workers: DecodeWorkers | None = None,
 ) -> Iterator[Translation]:
     """Translate lines lazily, `chunk` lines at a time, so memory stays bounded."""
     iterator = iter(lines)
@@ -139,6 +159,13 @@ def translate_stream(
         if not block:
             return
         yield from translate_batch(
-            loaded, search, block, batch_size, keep_attention, max_source_length, first_line
+            loaded,
+            search,
+            block,
+            batch_size,
+            keep_attention,
+            max_source_length,
+            first_line,
+            workers,
         )
         first_line += len(block)

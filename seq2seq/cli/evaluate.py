@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
 
-from seq2seq.cli.options import build_search, output_file, search_spec
+from seq2seq.cli.options import (
+    WORKERS_HELP,
+    build_search,
+    open_workers,
+    output_file,
+    parse_workers,
+    search_spec,
+)
 
 
 def _metric_list(text: str | None, default: list[str]) -> list[str]:
@@ -54,6 +62,9 @@ def _print_scores(scores: list, count: int) -> None:  # type: ignore[type-arg]
 @click.option("--max-length", type=click.IntRange(min=1))
 @click.option("--search", "search")
 @click.option("--device", default="auto", show_default=True)
+@click.option(
+    "--workers", default="auto", show_default=True, callback=parse_workers, help=WORKERS_HELP
+)
 def evaluate_command(
     run_dir: str,
     source: str,
@@ -64,6 +75,7 @@ def evaluate_command(
     max_length: int | None,
     search: str | None,
     device: str,
+    workers: int | None,
 ) -> None:
     """Translate --source with RUN_DIR's model and score against --reference."""
     from seq2seq.bundle import load_run
@@ -81,7 +93,8 @@ def evaluate_command(
     names = _metric_list(metrics, list(loaded.recipe.metrics))  # type: ignore[arg-type]
     _check_metrics(names)
     decoder = build_search(search_spec(loaded.recipe.search, search, max_length))
-    hyps = translate_texts(loaded, decoder, src, batch_size)
+    with open_workers(workers, loaded.model, decoder, pick_device(device)) or nullcontext() as pool:
+        hyps = translate_texts(loaded, decoder, src, batch_size, pool)
     scores = score_all(names, hyps, refs)
     if output_path is not None:
         with output_file(output_path) as out:

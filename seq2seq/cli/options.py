@@ -85,3 +85,35 @@ def _close(handle: IO[str], target: Path) -> None:
 def write_failed(where: str, exc: OSError) -> Seq2SeqError:
     """The error for output that could not be written (a full disk, a device such as /dev/full)."""
     return Seq2SeqError(f"cannot write {where}: {exc.strerror or exc}")
+
+
+WORKERS_HELP = (
+    "Decoding processes on the CPU, each with its share of the threads: auto (one per thread, "
+    "at most 4, on Linux) or a number (0: decode in this process)."
+)
+
+
+def parse_workers(_ctx: Any, _param: Any, value: str) -> int | None:
+    """--workers: "auto" (None) or a count ≥ 0; click.BadParameter otherwise."""
+    import click
+
+    if value == "auto":
+        return None
+    if value.isdigit():
+        return int(value)
+    raise click.BadParameter(
+        f"{value!r} is not 'auto' or a whole number ≥ 0", param_hint="--workers"
+    )
+
+
+def open_workers(count: int | None, model: Any, search: Any, device: Any) -> Any:
+    """The decoding workers --workers asks for (None: decode in this process)."""
+    from seq2seq.workers import DecodeWorkers, auto_workers, can_fork
+
+    if count is None:
+        count = auto_workers(device)
+    elif count > 1 and str(device) != "cpu":
+        raise Seq2SeqError(f"--workers {count} decodes on the CPU; use --device cpu or --workers 0")
+    elif count > 1 and not can_fork():
+        raise Seq2SeqError(f"--workers {count} needs Linux (forked processes); use --workers 0")
+    return DecodeWorkers(model, search, count) if count > 1 else None

@@ -5,12 +5,21 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 from typing import IO, Any
 
 import click
 
-from seq2seq.cli.options import build_search, output_file, search_spec, write_failed
+from seq2seq.cli.options import (
+    WORKERS_HELP,
+    build_search,
+    open_workers,
+    output_file,
+    parse_workers,
+    search_spec,
+    write_failed,
+)
 
 
 def jsonl_record(index: int, translation: Any, with_attention: bool) -> str:
@@ -97,6 +106,9 @@ def _input_lines(path: Path) -> tuple[Iterator[str], int | None]:
 )
 @click.option("--device", default="auto", show_default=True)
 @click.option(
+    "--workers", default="auto", show_default=True, callback=parse_workers, help=WORKERS_HELP
+)
+@click.option(
     "--checkpoint", type=click.Choice(["best", "latest"]), default="best", show_default=True
 )
 def translate_command(
@@ -115,6 +127,7 @@ def translate_command(
     plot_dir: str | None,
     ensemble: tuple[str, ...],
     device: str,
+    workers: int | None,
     checkpoint: str,
 ) -> None:
     """Translate text with the model in RUN_DIR (the --out dir of `seq2seq train`)."""
@@ -152,6 +165,7 @@ def translate_command(
         lines = decode_lines(sys.stdin.buffer, "stdin")
     else:
         lines, total = _input_lines(Path(input_path))
+    pool = open_workers(workers, loaded.model, decoder, pick_device(device))
     stream = translate_stream(
         loaded,
         decoder,
@@ -159,9 +173,10 @@ def translate_command(
         batch_size,
         keep_attention=with_attention or plot_dir is not None,
         max_source_length=max_source_length or None,
+        workers=pool,
     )
     index = -1
-    with output_file(output_path) as out, _progress(total) as bar:
+    with pool or nullcontext(), output_file(output_path) as out, _progress(total) as bar:
         for index, translation in enumerate(stream):
             if plot_dir is not None:
                 write_translation_attention(plot_dir, index + 1, translation)

@@ -1,0 +1,73 @@
+"""Decoding in forked worker processes: the same hypotheses, in order; a dead worker is an
+error, not a hang."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from seq2seq.errors import Seq2SeqError
+from seq2seq.inference import decode_ids
+from seq2seq.search.beam import BeamSearch
+from seq2seq.workers import MAX_AUTO, DecodeWorkers, auto_workers, can_fork
+from tests.unit.test_beam_layout import model_for
+
+pytestmark = pytest.mark.skipif(not can_fork(), reason="decoding workers are forked (Linux)")
+
+# lengths from 1 to 9: batches of 2 differ in cost, so the largest-first order is not input order
+SOURCES = [[4 + (i * 7 + j) % 5 for j in range(1 + i % 9)] + [3] for i in range(23)]
+
+
+def test_workers_give_the_hypotheses_of_decoding_in_process() -> None:
+    """Every sentence's n-best list (tokens, scores, attention) equals the in-process one, in
+    input order, with the largest batches sent first."""
+    model = model_for("luong-multihead")
+    search = BeamSearch(beam_size=3, n_best=2, max_length=6)
+    alone = decode_ids(model, search, SOURCES, batch_size=2, keep_attention=True)
+    with DecodeWorkers(model, search, 2) as workers:
+        forked = decode_ids(model, search, SOURCES, 2, keep_attention=True, workers=workers)
+        again = decode_ids(model, search, SOURCES[:5], 2, workers=workers)  # the pool is reused
+    assert len(forked) == len(SOURCES)
+    for mine, theirs in zip(forked, alone, strict=True):
+        assert [h.tokens for h in mine] == [h.tokens for h in theirs]
+        assert [h.score for h in mine] == pytest.approx([h.score for h in theirs], abs=1e-6)
+        for a, b in zip(mine, theirs, strict=True):
+            assert torch.allclose(a.attention, b.attention)
+            assert torch.allclose(a.head_attention, b.head_attention)
+    assert [[h.tokens for h in n] for n in again] == [[h.tokens for h in n] for n in alone[:5]]
+    assert all(h.attention is None for n in again for h in n)
+
+
+class _DiesInWorkers:
+    """A search that ends the process it runs in, unless that is the test process."""
+
+    def __init__(self) -> None:
+        self.parent = os.getpid()
+
+    def __call__(self, model: object, batch: object, keep_attention: bool = False) -> list:
+        if os.getpid() != self.parent:
+            os._exit(9)  # as the kernel's out-of-memory killer would leave it
+        return []
+
+
+def test_a_worker_that_dies_ends_in_one_error() -> None:
+    """The pool notices the dead process and the call raises Seq2SeqError naming a way out."""
+    model = model_for("luong-dot")
+    error = pytest.raises(Seq2SeqError, match="a decoding worker died.*--workers 0")
+    with DecodeWorkers(model, _DiesInWorkers(), 2) as workers, error:
+        decode_ids(model, _DiesInWorkers(), SOURCES, 4, workers=workers)
+
+
+def test_auto_workers_follow_the_threads_on_a_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One worker per thread up to MAX_AUTO; none with one thread or off the CPU."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert auto_workers("cpu") == 2
+    assert auto_workers("cuda") == 0
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 64)
+    assert auto_workers(torch.device("cpu")) == MAX_AUTO
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert auto_workers("cpu") == 0
+    with pytest.raises(ValueError, match="at least 2"):
+        DecodeWorkers(model_for("luong-dot"), BeamSearch(), 1)
