@@ -39,7 +39,7 @@ class EnsembleState:
 
     @property
     def mask(self) -> Tensor:
-        """(B, S) source mask (the same for every member)."""
+        """(B, S) source mask, one row per sentence with beams (the same for every member)."""
         return self.members[0].mask
 
     @property
@@ -73,7 +73,7 @@ class Ensemble(nn.Module):
     @property
     def shares_source(self) -> bool:
         """Whether every member's decoder takes states with memory held once per sentence."""
-        return all(m.shares_source for m in self.models)
+        return all(getattr(m, "shares_source", False) for m in self.models)  # exports: none
 
     def encode(self, src: Tensor, lengths: Tensor) -> EnsembleState:
         """Each member encodes the same source."""

@@ -31,28 +31,39 @@ def decode_ids(
 ) -> list[list[Hypothesis]]:
     """Decode source id lists (each ending in </s>); results come back in input order.
 
-    With `workers` (forked from this model and search), batches are decoded there."""
-    device = next(model.parameters()).device
+    With `workers` (made for this model and search), batches are decoded there."""
     results: list[list[Hypothesis]] = [[] for _ in source_ids]
     batches = sentence_batches([len(s) for s in source_ids], batch_size)
+    if workers is not None and (workers.model is not model or workers.search is not search):
+        raise ValueError("these workers decode with another model or search")
     if workers is not None and len(batches) > 1:
         shares = [[source_ids[i] for i in indices] for indices in batches]
-        for indices, outputs in zip(batches, workers.map(shares, keep_attention), strict=True):
-            for index, hyps in zip(indices, outputs, strict=True):
-                results[index] = hyps
-        return results
+        outputs = workers.map(shares, keep_attention)
+    else:
+        outputs = (decode_batch(model, search, source_ids, ix, keep_attention) for ix in batches)
+    for indices, hypotheses in zip(batches, outputs, strict=True):
+        for index, hyps in zip(indices, hypotheses, strict=True):
+            results[index] = hyps
+    return results
+
+
+def decode_batch(
+    model: Seq2Seq,
+    search: Any,
+    source_ids: Sequence[Sequence[int]],
+    indices: Sequence[int],
+    keep_attention: bool = False,
+) -> list[list[Hypothesis]]:
+    """The hypotheses of the sources at `indices`, decoded as one batch in eval mode."""
+    batch = make_batch(source_ids, None, list(indices)).to(next(model.parameters()).device)
     was_training = model.training
     model.eval()
     try:
-        for indices in batches:
-            batch = make_batch(source_ids, None, indices).to(device)
-            with torch.no_grad():
-                outputs = search(model, batch, keep_attention=keep_attention)
-            for index, hyps in zip(indices, outputs, strict=True):
-                results[index] = hyps
+        with torch.no_grad():
+            outputs: list[list[Hypothesis]] = search(model, batch, keep_attention=keep_attention)
     finally:
         model.train(was_training)
-    return results
+    return outputs
 
 
 @dataclass

@@ -195,7 +195,7 @@ def plugin_problems() -> list[str]:
     problems = []
     # read once (each reading walks every distribution: 8 took 0.02–0.07 s of every command's
     # start); Python 3.11 returns SelectableGroups, 3.12 EntryPoints, both with .select
-    scanned = entry_points()
+    scanned = entry_points() if plugins_enabled() else None
     for kind in KINDS:
         for name, eps in sorted(_plugin_entries(kind, scanned).items()):
             dists = sorted({_distribution(ep) for ep in eps})

@@ -8,12 +8,11 @@ from pathlib import Path
 import click
 
 from seq2seq.cli.options import (
-    WORKERS_HELP,
     build_search,
     open_workers,
     output_file,
-    parse_workers,
     search_spec,
+    workers_option,
 )
 
 
@@ -62,9 +61,7 @@ def _print_scores(scores: list, count: int) -> None:  # type: ignore[type-arg]
 @click.option("--max-length", type=click.IntRange(min=1))
 @click.option("--search", "search")
 @click.option("--device", default="auto", show_default=True)
-@click.option(
-    "--workers", default="auto", show_default=True, callback=parse_workers, help=WORKERS_HELP
-)
+@workers_option
 def evaluate_command(
     run_dir: str,
     source: str,

@@ -87,33 +87,48 @@ def write_failed(where: str, exc: OSError) -> Seq2SeqError:
     return Seq2SeqError(f"cannot write {where}: {exc.strerror or exc}")
 
 
-WORKERS_HELP = (
-    "Decoding processes on the CPU, each with its share of the threads: auto (one per thread, "
-    "at most 4, on Linux) or a number (0: decode in this process)."
-)
+def workers_option(command: Any) -> Any:
+    """The --workers option of the commands that decode files (translate, evaluate)."""
+    import click
+
+    return click.option(
+        "--workers",
+        default="auto",
+        show_default=True,
+        callback=_parse_workers,
+        help="Decoding processes of one thread each, on the CPU: auto (one per thread with 2 to "
+        "4 threads, on Linux) or a number (0: decode in this process with all its threads).",
+    )(command)
 
 
-def parse_workers(_ctx: Any, _param: Any, value: str) -> int | None:
-    """--workers: "auto" (None) or a count ≥ 0; click.BadParameter otherwise."""
+def _parse_workers(_ctx: Any, _param: Any, value: str) -> int | None:
+    """--workers: "auto" (None) or a count from 0 to the CPU count; click.BadParameter else."""
     import click
 
     if value == "auto":
         return None
-    if value.isdigit():
-        return int(value)
-    raise click.BadParameter(
-        f"{value!r} is not 'auto' or a whole number ≥ 0", param_hint="--workers"
-    )
+    cpus = os.cpu_count() or 1
+    if not value.isdecimal() or int(value) > cpus:
+        raise click.BadParameter(
+            f"{value!r} is not 'auto' or a whole number from 0 to {cpus} (the CPUs here)",
+            param_hint="--workers",
+        )
+    return int(value)
 
 
 def open_workers(count: int | None, model: Any, search: Any, device: Any) -> Any:
     """The decoding workers --workers asks for (None: decode in this process)."""
+    import torch
+
     from seq2seq.workers import DecodeWorkers, auto_workers, can_fork
 
     if count is None:
         count = auto_workers(device)
-    elif count > 1 and str(device) != "cpu":
+    elif count > 1 and torch.device(device).type != "cpu":
         raise Seq2SeqError(f"--workers {count} decodes on the CPU; use --device cpu or --workers 0")
     elif count > 1 and not can_fork():
-        raise Seq2SeqError(f"--workers {count} needs Linux (forked processes); use --workers 0")
+        raise Seq2SeqError(
+            f"--workers {count} needs forked processes (Linux, and not from a daemon process); "
+            "use --workers 0"
+        )
     return DecodeWorkers(model, search, count) if count > 1 else None

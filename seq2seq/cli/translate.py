@@ -12,12 +12,11 @@ from typing import IO, Any
 import click
 
 from seq2seq.cli.options import (
-    WORKERS_HELP,
     build_search,
     open_workers,
     output_file,
-    parse_workers,
     search_spec,
+    workers_option,
     write_failed,
 )
 
@@ -105,9 +104,7 @@ def _input_lines(path: Path) -> tuple[Iterator[str], int | None]:
     help="Average with this run's model too (same tokenizer; repeatable).",
 )
 @click.option("--device", default="auto", show_default=True)
-@click.option(
-    "--workers", default="auto", show_default=True, callback=parse_workers, help=WORKERS_HELP
-)
+@workers_option
 @click.option(
     "--checkpoint", type=click.Choice(["best", "latest"]), default="best", show_default=True
 )

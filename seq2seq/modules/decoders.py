@@ -135,8 +135,13 @@ class RecurrentDecoder(nn.Module):
     @property
     def shares_source(self) -> bool:
         """Whether `step` takes states whose memory is held once for several hypotheses
-        (`DecoderState.beams` > 1); attention with a history scores each row on its own."""
-        return not needs_history(self.attention)
+        (`DecoderState.beams` > 1): the built-in steps do, unless their attention has a history
+        (it scores each row on its own). A subclass with its own `step` or attention code
+        declares it again."""
+        cls = type(self)
+        step = getattr(cls, "step", None)
+        own_code = step in _SHARING_STEPS and cls.attend_with_heads is _SHARING_ATTEND
+        return own_code and not needs_history(self.attention)
 
     def attend_with_heads(
         self, query: Tensor, state: DecoderState
@@ -284,3 +289,8 @@ class BahdanauDecoder(RecurrentDecoder):
         output = output.squeeze(1)
         features = torch.tanh(self.output(torch.cat([output, *parts[1:], embedded], -1)))
         return self.dropout(features), next_state(state, hidden, context, weights, heads)
+
+
+# the step code that knows DecoderState.beams (see RecurrentDecoder.shares_source)
+_SHARING_STEPS = (LuongDecoder.step, BahdanauDecoder.step)
+_SHARING_ATTEND = RecurrentDecoder.attend_with_heads

@@ -87,7 +87,13 @@ def test_memory_once_per_sentence_gives_the_nbest_of_copying_it_per_hypothesis(
     batch = make_batch(SOURCES, None, list(range(len(SOURCES))))
     search = BeamSearch(beam_size=3, n_best=3, max_length=7, coverage_penalty=0.2, stop="exact")
     assert model.shares_source == (name != "luong-location")
+    expanded: list[int] = []
+    expand = DecoderState.expand_beams
+    monkeypatch.setattr(
+        DecoderState, "expand_beams", lambda s, k: expanded.append(k) or expand(s, k)
+    )
     shared = search(model, batch, keep_attention=True)
+    assert expanded == ([3] if model.shares_source else [])  # the layout the search took
     assert len({len(n[0].tokens) for n in shared}) > 1, "every sentence ends at the same step"
     monkeypatch.setattr(Seq2Seq, "shares_source", property(lambda self: False))
     monkeypatch.setattr(DecoderState, "reorder_beams", every_tensor_copied)

@@ -40,7 +40,14 @@ def test_the_block_path_is_taken_and_a_maximum_in_the_last_block_is_found() -> N
     values[0, -1] = 3.0  # in the partial block
     values[1, 7 * BLOCK + 1] = 2.0
     values[1, 39 * BLOCK] = 1.0
-    top, index = top_k(values, 2)
+    maxima: list[tuple[int, ...]] = []
+    amax = torch.Tensor.amax
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            torch.Tensor, "amax", lambda t, *a, **k: maxima.append(t.shape) or amax(t, *a, **k)
+        )
+        top, index = top_k(values, 2)
+    assert maxima == [(2, 40, BLOCK)]  # the block maxima were taken
     assert top[:, 0].tolist() == [3.0, 2.0]
     assert index[:, 0].tolist() == [40 * BLOCK + 2, 7 * BLOCK + 1]
     assert top[1, 1] == 1.0 and index[1, 1] == 39 * BLOCK

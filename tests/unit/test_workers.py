@@ -4,6 +4,8 @@ error, not a hang."""
 from __future__ import annotations
 
 import os
+import time
+from typing import Any
 
 import pytest
 import torch
@@ -11,6 +13,7 @@ import torch
 from seq2seq.errors import Seq2SeqError
 from seq2seq.inference import decode_ids
 from seq2seq.search.beam import BeamSearch
+from seq2seq.search.hypotheses import Hypothesis
 from seq2seq.workers import MAX_AUTO, DecodeWorkers, auto_workers, can_fork
 from tests.unit.test_beam_layout import model_for
 
@@ -55,19 +58,60 @@ class _DiesInWorkers:
 def test_a_worker_that_dies_ends_in_one_error() -> None:
     """The pool notices the dead process and the call raises Seq2SeqError naming a way out."""
     model = model_for("luong-dot")
-    error = pytest.raises(Seq2SeqError, match="a decoding worker died.*--workers 0")
-    with DecodeWorkers(model, _DiesInWorkers(), 2) as workers, error:
-        decode_ids(model, _DiesInWorkers(), SOURCES, 4, workers=workers)
+    search, error = _DiesInWorkers(), pytest.raises(Seq2SeqError, match="worker died.*--workers 0")
+    with DecodeWorkers(model, search, 2) as workers, error:
+        decode_ids(model, search, SOURCES, 4, workers=workers)
 
 
 def test_auto_workers_follow_the_threads_on_a_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    """One worker per thread up to MAX_AUTO; none with one thread or off the CPU."""
+    """One worker per thread from 2 to MAX_AUTO threads; none otherwise or off the CPU."""
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     assert auto_workers("cpu") == 2
     assert auto_workers("cuda") == 0
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 64)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: MAX_AUTO)
     assert auto_workers(torch.device("cpu")) == MAX_AUTO
+    monkeypatch.setattr(torch, "get_num_threads", lambda: MAX_AUTO + 1)  # not measured: threads
+    assert auto_workers("cpu") == 0
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     assert auto_workers("cpu") == 0
     with pytest.raises(ValueError, match="at least 2"):
         DecodeWorkers(model_for("luong-dot"), BeamSearch(), 1)
+
+
+class _Reports:
+    """A search whose one hypothesis per sentence says which process decoded it, and when."""
+
+    def __call__(self, model: object, batch: Any, keep_attention: bool = False) -> list:
+        if int(batch.src[0, 0]) == 5:  # a sentence starting with piece 5: fails in the worker
+            raise KeyError("a key")
+        stamp = float(time.monotonic_ns())
+        return [[Hypothesis([os.getpid(), batch.src.numel()], stamp)] for _ in batch.src]
+
+
+def test_workers_decode_largest_batches_first_and_send_errors_back() -> None:
+    """The batches run in other processes, the largest first; an error in one comes back as
+    one Seq2SeqError naming it."""
+    model, search = model_for("luong-dot"), _Reports()
+    sources = [[4] * n + [3] for n in (1, 7, 3, 9, 5, 9, 2)]
+    with DecodeWorkers(model, search, 2) as workers:
+        results = decode_ids(model, search, sources, 1, workers=workers)
+        assert {r[0].tokens[0] for r in results} - {os.getpid()} == {
+            r[0].tokens[0] for r in results
+        }
+        started = sorted(results, key=lambda r: r[0].score)
+        assert [r[0].tokens[1] for r in started[:2]] == [10, 10]  # the two 9-piece sources
+        with pytest.raises(Seq2SeqError, match="decoding failed: KeyError: 'a key'"):
+            decode_ids(model, search, [[5, 3], [4, 3]], 1, workers=workers)
+
+
+def test_a_subclass_with_its_own_step_does_not_share_the_source() -> None:
+    """A plugin decoder deriving from a built-in with its own step gets copied memory unless it
+    declares shares_source itself."""
+    from seq2seq.modules.decoders import LuongDecoder
+
+    class OwnStep(LuongDecoder):
+        def step(self, embedded: torch.Tensor, state: Any) -> Any:
+            return super().step(embedded, state)
+
+    assert LuongDecoder(8, 8).shares_source
+    assert not OwnStep(8, 8).shares_source
