@@ -41,9 +41,14 @@ def decode_ids(
         outputs = workers.map(shares, keep_attention)
     else:
         outputs = (decode_batch(model, search, source_ids, ix, keep_attention) for ix in batches)
-    for indices, hypotheses in zip(batches, outputs, strict=True):
-        for index, hyps in zip(indices, hypotheses, strict=True):
-            results[index] = hyps
+    was_training = model.training
+    model.eval()  # workers decode with the model as it was forked: loaded, in eval mode
+    try:
+        for indices, hypotheses in zip(batches, outputs, strict=True):
+            for index, hyps in zip(indices, hypotheses, strict=True):
+                results[index] = hyps
+    finally:
+        model.train(was_training)
     return results
 
 
@@ -54,15 +59,11 @@ def decode_batch(
     indices: Sequence[int],
     keep_attention: bool = False,
 ) -> list[list[Hypothesis]]:
-    """The hypotheses of the sources at `indices`, decoded as one batch in eval mode."""
+    """The hypotheses of the sources at `indices`, decoded as one batch (the caller sets eval
+    mode)."""
     batch = make_batch(source_ids, None, list(indices)).to(next(model.parameters()).device)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            outputs: list[list[Hypothesis]] = search(model, batch, keep_attention=keep_attention)
-    finally:
-        model.train(was_training)
+    with torch.no_grad():
+        outputs: list[list[Hypothesis]] = search(model, batch, keep_attention=keep_attention)
     return outputs
 
 

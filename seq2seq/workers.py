@@ -109,6 +109,7 @@ def _cost(sources: Sequence[Sequence[int]]) -> int:
 def _start_worker(model: Any, search: Any, parent: int) -> None:
     global _job
     _job = (model, search)
+    model.eval()
     # end with the parent even when it is killed; the check closes the race with its death
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:

@@ -86,11 +86,12 @@ def evaluate_command(
     refs = read_lines(Path(reference), "--reference")
     if len(src) != len(refs):
         raise DataError(f"--source has {len(src)} lines but --reference has {len(refs)}")
-    loaded = load_run(run_dir, "best", str(pick_device(device)))
+    where = pick_device(device)
+    loaded = load_run(run_dir, "best", str(where))
     names = _metric_list(metrics, list(loaded.recipe.metrics))  # type: ignore[arg-type]
     _check_metrics(names)
     decoder = build_search(search_spec(loaded.recipe.search, search, max_length))
-    with open_workers(workers, loaded.model, decoder, pick_device(device)) or nullcontext() as pool:
+    with open_workers(workers, loaded.model, decoder, where) or nullcontext() as pool:
         hyps = translate_texts(loaded, decoder, src, batch_size, pool)
     scores = score_all(names, hyps, refs)
     if output_path is not None:

@@ -136,11 +136,12 @@ def translate_command(
 
     if with_attention and output_format != "jsonl":
         raise click.UsageError("--attention needs --output-format jsonl")
-    loaded = load_run(run_dir, checkpoint, str(pick_device(device)))
+    target = pick_device(device)
+    loaded = load_run(run_dir, checkpoint, str(target))
     if ensemble:
         from seq2seq.ensemble import combine
 
-        others = [load_run(other, checkpoint, str(pick_device(device))) for other in ensemble]
+        others = [load_run(other, checkpoint, str(target)) for other in ensemble]
         loaded = combine([loaded, *others])
     spec = search_spec(
         loaded.recipe.search,
@@ -162,7 +163,7 @@ def translate_command(
         lines = decode_lines(sys.stdin.buffer, "stdin")
     else:
         lines, total = _input_lines(Path(input_path))
-    pool = open_workers(workers, loaded.model, decoder, pick_device(device))
+    pool = open_workers(workers, loaded.model, decoder, target)
     stream = translate_stream(
         loaded,
         decoder,

@@ -83,6 +83,13 @@ def _select_hidden(
     return hidden.index_select(1, index)
 
 
+def hypothesis_rows(sentences: Tensor, beams: int) -> Tensor:
+    """The rows of every hypothesis of `sentences` (N',) when each has `beams` consecutive rows."""
+    if beams == 1:
+        return sentences
+    return (sentences[:, None] * beams + torch.arange(beams, device=sentences.device)).view(-1)
+
+
 HEAD_WEIGHTS = "head_weights"  # DecoderState.extra key: (B, n, S) per-head weights of the step
 
 
@@ -115,11 +122,7 @@ class DecoderState:
     def select(self, index: Tensor) -> DecoderState:
         """Source rows `index` (B',), each with all its hypotheses: repeats, reorders, drops
         finished sentences."""
-        rows = index
-        if self.beams > 1:
-            beam = torch.arange(self.beams, device=index.device)
-            rows = (index[:, None] * self.beams + beam).view(-1)
-        moved = self.reorder_beams(rows)
+        moved = self.reorder_beams(hypothesis_rows(index, self.beams))
         return replace(
             moved,
             memory=self.memory.index_select(0, index),

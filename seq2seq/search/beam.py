@@ -11,6 +11,7 @@ from torch import Tensor
 
 from seq2seq.data.batching import Batch
 from seq2seq.model import Seq2Seq
+from seq2seq.modules.protocols import hypothesis_rows
 from seq2seq.registry import register
 from seq2seq.search.constraints import (
     block_repeats,
@@ -138,7 +139,7 @@ class BeamSearch:
                 break
             if bool(done.any()):  # finished sentences leave the batch
                 active = (~done).nonzero().squeeze(1)
-                rows = (active[:, None] * K + torch.arange(K, device=device)).view(-1)
+                rows = hypothesis_rows(active, K)
                 state, tokens = state.select(active if shared else rows), tokens[rows]
                 trace = trace.select(rows)
                 scores, sentence = scores[active], sentence[active]
