@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from seq2seq.errors import Problem, RecipeError
 from seq2seq.modules.copy import PointerGenerator
 from seq2seq.modules.dropout import Dropout
-from seq2seq.modules.output import projected_cross_entropy, sequence_loss
+from seq2seq.modules.output import project, projected_cross_entropy, sequence_loss
 from seq2seq.modules.protocols import Decoder, DecoderState, Encoder
 from seq2seq.recipe import ModelConfig
 from seq2seq.registry import build
@@ -87,7 +87,7 @@ class Seq2Seq(nn.Module):
         weights: Tensor | None,
     ) -> Tensor:
         """(B, T, ·) inputs → logits, or log-probabilities with copying."""
-        logits: Tensor = self.generator(features)
+        logits = project(self.generator, features)
         if self.copy is None:
             return logits
         assert context is not None and weights is not None

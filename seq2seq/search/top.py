@@ -1,10 +1,10 @@
 """The k largest entries of each row, found through block maxima on a CPU.
 
 `torch.topk` on a CPU reads a row element by element, while `amax` is vectorised: on 64 rows of
-40,000 candidates (a beam-5 step over 8,000 pieces) topk(10) took 3.2 ms and this 0.8 ms. The k
-largest entries lie in the k blocks with the largest maxima: an entry outside them is beaten by
-the maximum of each of those k blocks. (Greedy search keeps `max(dim)`: on its steps, 29 rows on
-average, this was no faster.)
+40,000 candidates (a beam-5 step over 8,000 pieces) topk(10) took 3.2 ms and this 0.8 ms; for
+greedy search's k = 1 over 29 × 8,000 (its average step), `max(dim)` took 324 µs and this 108 µs
+at one thread. The k largest entries lie in the k blocks with the largest maxima: an entry
+outside them is beaten by the maximum of each of those k blocks.
 """
 
 from __future__ import annotations
