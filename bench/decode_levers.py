@@ -7,8 +7,12 @@ Usage: python bench/decode_levers.py RUN_DIR SOURCE [--lines 128] [--rounds 3] [
   reorder   + beams reorder only their own state (memory, mask and keys stay)
   sigmoid   + scores as 2 vᵀ σ(2h) (softmax-equal to the tanh form)
   drop      + greedy drops finished sentences from the batch (as beam search does)
-  blocked   + the additive scores summed in cache-sized blocks (the current decoding code;
-            variant() also knows the training levers "gru" and "masks", see bench/levers.py)
+  blocked   + the additive scores summed in cache-sized blocks
+  shared    + beam search holds the memory, mask and keys once per sentence
+  topk      + beam search's top-2k through block maxima
+  projection + the output projection from a cached contiguous Wᵀ, greedy's argmax through block
+            maxima (the current decoding code; variant() also knows the training levers "gru"
+            and "masks", see bench/levers.py)
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.measure import CPU_NOTE, machine, read_text, table
+from seq2seq import model as model_module
 from seq2seq.bundle import load_run
 from seq2seq.inference import decode_ids
+from seq2seq.model import Seq2Seq
 from seq2seq.modules import gru
 from seq2seq.modules.attention import additive, as_steps, attend, from_steps
 from seq2seq.modules.attention.additive import AdditiveAttention
@@ -35,6 +41,8 @@ from seq2seq.modules.attention.additive_scores import reference_scores
 from seq2seq.modules.dropout import Dropout
 from seq2seq.modules.protocols import DecoderState
 from seq2seq.registry import build
+from seq2seq.search import beam as beam_module
+from seq2seq.search import greedy as greedy_module
 from seq2seq.search.constraints import apply_length, ban_specials, length_limits
 from seq2seq.search.greedy import GreedySearch
 from seq2seq.search.trace import AttentionTrace
@@ -93,7 +101,37 @@ def greedy_whole_batch(
 
 
 # the levers in the order they were added: a variant has its own lever and every earlier one
-LEVERS = ("before", "reorder", "sigmoid", "drop", "blocked", "gru", "masks")
+LEVERS = (
+    "before",
+    "reorder",
+    "sigmoid",
+    "drop",
+    "blocked",
+    "gru",
+    "masks",
+    "shared",
+    "topk",
+    "projection",
+)
+DECODING_LEVERS = tuple(name for name in LEVERS if name not in ("gru", "masks"))
+
+
+def generator_call(generator: nn.Module, features: Tensor) -> Tensor:
+    """The output projection before the cached Wᵀ: the module itself."""
+    out: Tensor = generator(features)
+    return out
+
+
+def torch_topk(values: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Beam search's top-2k before the block maxima."""
+    top = values.topk(k, dim=-1)
+    return top.values, top.indices
+
+
+def max_by_row(values: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Greedy's argmax before the block maxima: `max(dim)`, shaped like top_k(values, 1)."""
+    best, index = values.max(dim=-1)
+    return best.unsqueeze(1), index.unsqueeze(1)
 
 
 @contextlib.contextmanager
@@ -111,6 +149,15 @@ def variant(name: str) -> Iterator[None]:
     )
     greedy, blocked, own_gru = GreedySearch.__call__, additive.additive_scores, gru.supports
     uniform_masks = Dropout.forward
+    projection, greedy_top = model_module.project, greedy_module.top_k
+    shares_source, beam_top = Seq2Seq.shares_source, beam_module.top_k
+    if lacks("shared"):  # every hypothesis gets its own copy of the memory
+        Seq2Seq.shares_source = property(lambda self: False)  # type: ignore[method-assign,assignment]
+    if lacks("topk"):
+        beam_module.top_k = torch_topk
+    if lacks("projection"):
+        model_module.project = generator_call
+        greedy_module.top_k = max_by_row
     if lacks("gru"):
         gru.supports = lambda rnn, inputs: False  # type: ignore[assignment]  # PyTorch's GRU
     if lacks("masks"):
@@ -142,6 +189,8 @@ def variant(name: str) -> Iterator[None]:
         additive.additive_scores = blocked
         gru.supports = own_gru
         Dropout.forward = uniform_masks  # type: ignore[method-assign]
+        model_module.project, greedy_module.top_k = projection, greedy_top
+        Seq2Seq.shares_source, beam_module.top_k = shares_source, beam_top  # type: ignore[method-assign]
 
 
 def main() -> None:
@@ -166,7 +215,7 @@ def main() -> None:
             where="search",
         ),
     }
-    names = list(LEVERS[: LEVERS.index("blocked") + 1])  # the decoding levers
+    names = list(DECODING_LEVERS)
     rows = []
     for label, search in searches.items():
         rates: dict[str, list[float]] = {n: [] for n in names}
