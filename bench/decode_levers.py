@@ -10,9 +10,9 @@ Usage: python bench/decode_levers.py RUN_DIR SOURCE [--lines 128] [--rounds 3] [
   blocked   + the additive scores summed in cache-sized blocks
   shared    + beam search holds the memory, mask and keys once per sentence
   topk      + beam search's top-2k through block maxima
-  projection + the output projection from a cached contiguous Wᵀ, greedy's argmax through block
-            maxima (the current decoding code; variant() also knows the training levers "gru"
-            and "masks", see bench/levers.py)
+  projection + the output projection from a cached contiguous Wᵀ
+  argmax    + greedy's argmax through block maxima (the current decoding code; variant() also
+            knows the training levers "gru" and "masks", see bench/levers.py)
 """
 
 from __future__ import annotations
@@ -112,7 +112,9 @@ LEVERS = (
     "shared",
     "topk",
     "projection",
+    "argmax",
 )
+# gru and masks are training levers: gru.supports needs a graph, and eval mode drops no units
 DECODING_LEVERS = tuple(name for name in LEVERS if name not in ("gru", "masks"))
 
 
@@ -128,10 +130,10 @@ def torch_topk(values: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return top.values, top.indices
 
 
-def max_by_row(values: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """Greedy's argmax before the block maxima: `max(dim)`, shaped like top_k(values, 1)."""
+def max_by_row(values: Tensor) -> tuple[Tensor, Tensor]:
+    """Greedy's argmax before the block maxima: `max(dim)`."""
     best, index = values.max(dim=-1)
-    return best.unsqueeze(1), index.unsqueeze(1)
+    return best, index
 
 
 @contextlib.contextmanager
@@ -149,7 +151,7 @@ def variant(name: str) -> Iterator[None]:
     )
     greedy, blocked, own_gru = GreedySearch.__call__, additive.additive_scores, gru.supports
     uniform_masks = Dropout.forward
-    projection, greedy_top = model_module.project, greedy_module.top_k
+    projection, greedy_top = model_module.project, greedy_module.top_1
     shares_source, beam_top = Seq2Seq.shares_source, beam_module.top_k
     if lacks("shared"):  # every hypothesis gets its own copy of the memory
         Seq2Seq.shares_source = property(lambda self: False)  # type: ignore[method-assign,assignment]
@@ -157,7 +159,8 @@ def variant(name: str) -> Iterator[None]:
         beam_module.top_k = torch_topk
     if lacks("projection"):
         model_module.project = generator_call
-        greedy_module.top_k = max_by_row
+    if lacks("argmax"):
+        greedy_module.top_1 = max_by_row
     if lacks("gru"):
         gru.supports = lambda rnn, inputs: False  # type: ignore[assignment]  # PyTorch's GRU
     if lacks("masks"):
@@ -189,7 +192,7 @@ def variant(name: str) -> Iterator[None]:
         additive.additive_scores = blocked
         gru.supports = own_gru
         Dropout.forward = uniform_masks  # type: ignore[method-assign]
-        model_module.project, greedy_module.top_k = projection, greedy_top
+        model_module.project, greedy_module.top_1 = projection, greedy_top
         Seq2Seq.shares_source, beam_module.top_k = shares_source, beam_top  # type: ignore[method-assign]
 
 

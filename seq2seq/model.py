@@ -13,7 +13,8 @@ from torch import Tensor, nn
 from seq2seq.errors import Problem, RecipeError
 from seq2seq.modules.copy import PointerGenerator
 from seq2seq.modules.dropout import Dropout
-from seq2seq.modules.output import project, projected_cross_entropy, sequence_loss
+from seq2seq.modules.output import projected_cross_entropy, sequence_loss
+from seq2seq.modules.projection import project
 from seq2seq.modules.protocols import Decoder, DecoderState, Encoder
 from seq2seq.recipe import ModelConfig
 from seq2seq.registry import build

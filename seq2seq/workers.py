@@ -26,8 +26,10 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import torch
+from torch import nn
 
 from seq2seq.errors import Seq2SeqError
+from seq2seq.modules.projection import cache_projection
 
 MAX_AUTO = 4  # "auto" uses workers up to here: measured on 2 cores; each holds a search's memory
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -58,6 +60,8 @@ class DecodeWorkers:
         if workers < 2:
             raise ValueError(f"a pool needs at least 2 workers, got {workers}")
         self.model, self.search, self.workers = model, search, workers
+        if isinstance(model, nn.Module):
+            cache_projection(model)  # before the fork, so that the workers share one copy
         self._pool = ProcessPoolExecutor(
             workers,
             mp_context=multiprocessing.get_context("fork"),

@@ -4,14 +4,11 @@ gradient are never held whole (at an 8k vocabulary this layer is most of a train
 
 from __future__ import annotations
 
-from typing import Any, TypeGuard
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.optim.optimizer import register_optimizer_step_post_hook
-
-from seq2seq.modules.eager import autocast_on_cpu, eager_cpu
 
 CHUNK_ROWS = 512  # rows per chunk: a (512, 8000) float32 block is 16 MB, within a large L3
 
@@ -117,71 +114,3 @@ def projected_cross_entropy(
 
 def _float(tensor: Tensor | None) -> Tensor | None:
     return None if tensor is None else tensor.float()
-
-
-def project(generator: nn.Module, features: Tensor) -> Tensor:
-    """`generator(features)`; when decoding on a CPU, from a contiguous copy of the weight's
-    transpose, made once and made again whenever the weight may have changed: replaced, changed
-    in place, or any optimiser stepped (fused Adam leaves the weight's version as it was).
-    Writing to `weight.data` directly goes unseen.
-
-    nn.Linear hands MKL Wᵀ as a transposed view, which it reads slowly at the 1–64 rows of a
-    decoding step: at one thread, 8 × 256 by 256 × 8,000 took 1.02 ms that way and 0.49 ms from
-    a contiguous copy, 26 rows 1.39 against 1.03 ms, 64 rows 2.13 against 1.83.
-    """
-    if not _decoding_on_cpu(generator, features):
-        return generator(features)
-    rows, transposed = features.reshape(-1, features.size(-1)), _transposed_weight(generator)
-    bias = generator.bias
-    logits = rows @ transposed if bias is None else torch.addmm(bias, rows, transposed)
-    return logits.view(*features.shape[:-1], logits.size(-1))
-
-
-def _transposed_weight(linear: nn.Linear) -> Tensor:
-    """The linear's cached contiguous Wᵀ, copied again when the weight may have changed."""
-    weight = linear.weight
-    key = (weight.data_ptr(), weight._version, _optimizer_steps.count)
-    cached = linear.__dict__.get("_transposed_weight")
-    if cached is None or cached[0] != key:
-        _optimizer_steps.watch()
-        cached = (key, weight.detach().t().contiguous())
-        linear.__dict__["_transposed_weight"] = cached
-    transposed: Tensor = cached[1]
-    return transposed
-
-
-class _OptimizerSteps:
-    """Counts the steps of every optimiser in this process, from the first copy `project` made."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.watching = False
-
-    def watch(self) -> None:
-        """Start counting (once)."""
-        if not self.watching:
-            register_optimizer_step_post_hook(self._counted)
-            self.watching = True
-
-    def _counted(self, *_: object) -> None:
-        self.count += 1
-
-
-_optimizer_steps = _OptimizerSteps()
-
-
-def _decoding_on_cpu(generator: nn.Module, features: Tensor) -> TypeGuard[nn.Linear]:
-    """Whether `project` may use its copy: a plain float Linear, no graph, eager on the CPU.
-
-    Tracing and compiling must see the module itself; under autocast it chooses the dtype;
-    and a weight made under inference mode has no version to tell a change by.
-    """
-    if type(generator) is not nn.Linear or torch.is_grad_enabled() or not eager_cpu(features):
-        return False
-    weight = generator.weight
-    return (
-        not autocast_on_cpu()
-        and not weight.is_inference()
-        and features.dtype == weight.dtype
-        and weight.dtype in (torch.float32, torch.float64)
-    )
