@@ -14,7 +14,7 @@ from seq2seq.errors import Problem, RecipeError
 from seq2seq.modules.copy import PointerGenerator
 from seq2seq.modules.dropout import Dropout
 from seq2seq.modules.output import projected_cross_entropy, sequence_loss
-from seq2seq.modules.projection import project
+from seq2seq.modules.projection import forget_projection, project
 from seq2seq.modules.protocols import Decoder, DecoderState, Encoder
 from seq2seq.recipe import ModelConfig
 from seq2seq.registry import build
@@ -65,6 +65,12 @@ class Seq2Seq(nn.Module):
             self.generator.weight = tgt_embed.weight
         self.copy = copy
         self.specials = specials
+
+    def train(self, mode: bool = True) -> Seq2Seq:
+        """nn.Module.train; entering training also frees decoding's copy of the output weight."""
+        if mode:
+            forget_projection(self)
+        return super().train(mode)
 
     @property
     def shares_source(self) -> bool:

@@ -34,10 +34,21 @@ def project(generator: nn.Module, features: Tensor) -> Tensor:
 def cache_projection(model: nn.Module) -> None:
     """Make the copy of every `generator` in `model` now: forked decoding workers then share the
     parent's copy instead of each making its own."""
-    for module in model.modules():
-        generator = getattr(module, "generator", None)
-        if isinstance(generator, nn.Module) and _plain_float_linear(generator):
+    for generator in _generators(model):
+        if _plain_float_linear(generator):
             _transposed(generator)
+
+
+def forget_projection(model: nn.Module) -> None:
+    """Free the copies of `model`'s generators: in training they go stale at the next update."""
+    for generator in _generators(model):
+        _copies.pop(generator, None)
+
+
+def _generators(model: nn.Module) -> list[nn.Module]:
+    """The output layers (`generator` attributes) of `model` and its submodules (ensembles)."""
+    found = (getattr(module, "generator", None) for module in model.modules())
+    return [generator for generator in found if isinstance(generator, nn.Module)]
 
 
 @dataclass(frozen=True)

@@ -158,3 +158,16 @@ def test_cache_projection_makes_the_copy_and_copies_of_the_model_do_not_carry_it
     made = _copy(model.generator)
     assert made is not None and torch.equal(made, model.generator.weight.t())
     assert _copy(copy.deepcopy(model).generator) is None
+
+
+def test_training_mode_frees_the_copy() -> None:
+    """Back in training (after a validation decode) the copy is dropped: it would be stale after
+    the next update and only hold memory; eval mode keeps it."""
+    model = _model()
+    src, lengths, prev = torch.tensor([[5, 6, 3]]), torch.tensor([3]), torch.tensor([2])
+    with torch.no_grad():
+        model.step(prev, model.encode(src, lengths))
+    model.eval()
+    assert _copy(model.generator) is not None
+    model.train()
+    assert _copy(model.generator) is None
