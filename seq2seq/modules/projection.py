@@ -41,6 +41,8 @@ def cache_projection(model: nn.Module) -> None:
 
 def forget_projection(model: nn.Module) -> None:
     """Free the copies of `model`'s generators: in training they go stale at the next update."""
+    if not _copies:  # the usual case at every training update: no module walk
+        return
     for generator in _generators(model):
         _copies.pop(generator, None)
 

@@ -23,7 +23,7 @@ def top_k(values: Tensor, k: int) -> tuple[Tensor, Tensor]:
     # a GPU's topk is fast; with few blocks there is nothing to gain
     if values.device.type != "cpu" or blocks < 4 * k or values.stride(-1) != 1:
         return values.topk(k, dim=-1)
-    maxima = values[:, : blocks * BLOCK].view(rows, blocks, BLOCK).amax(-1)  # (R, blocks)
+    maxima = _block_maxima(values, blocks)
     chosen = maxima.topk(k, dim=-1).indices  # (R, k): the blocks that hold the k largest
     offsets = torch.arange(BLOCK, device=values.device)
     candidates = (chosen[..., None] * BLOCK + offsets).view(rows, k * BLOCK)
@@ -38,12 +38,12 @@ def top_1(values: Tensor) -> tuple[Tensor, Tensor]:
     """values.max(dim=-1) of (R, C) `values`, ties included (the first maximal column): the
     block holding the first maximum is found by argmax over the block maxima, then the column
     within it."""
-    rows, columns = values.shape
+    columns = values.size(1)
     blocks = columns // BLOCK
     if values.device.type != "cpu" or blocks < 4 or values.stride(-1) != 1:
         best, index = values.max(dim=-1)
         return best, index
-    maxima = values[:, : blocks * BLOCK].view(rows, blocks, BLOCK).amax(-1)  # (R, blocks)
+    maxima = _block_maxima(values, blocks)
     if columns % BLOCK:  # the last, partial block as one more
         maxima = torch.cat([maxima, values[:, blocks * BLOCK :].amax(-1, keepdim=True)], 1)
     starts = maxima.argmax(-1, keepdim=True) * BLOCK  # (R, 1)
@@ -52,3 +52,8 @@ def top_1(values: Tensor) -> tuple[Tensor, Tensor]:
     within = values.gather(1, columns_read)
     offset = within.argmax(-1, keepdim=True)
     return within.gather(1, offset).squeeze(1), columns_read.gather(1, offset).squeeze(1)
+
+
+def _block_maxima(values: Tensor, blocks: int) -> Tensor:
+    """(R, blocks) maxima of the first `blocks` whole blocks of each row (vectorised amax)."""
+    return values[:, : blocks * BLOCK].view(values.size(0), blocks, BLOCK).amax(-1)
