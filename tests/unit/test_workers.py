@@ -4,7 +4,6 @@ error, not a hang."""
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 import pytest
@@ -89,27 +88,40 @@ def test_auto_workers_follow_the_threads_on_a_cpu(monkeypatch: pytest.MonkeyPatc
 
 
 class _Reports:
-    """A search whose one hypothesis per sentence says which process decoded it, and when."""
+    """A search whose one hypothesis per sentence says which process decoded it."""
 
     def __call__(self, model: object, batch: Any, keep_attention: bool = False) -> list:
         if int(batch.src[0, 0]) == 5:  # a sentence starting with piece 5: fails in the worker
             raise KeyError("a key")
-        stamp = float(time.monotonic_ns())
-        return [[Hypothesis([os.getpid(), batch.src.numel()], stamp)] for _ in batch.src]
+        return [[Hypothesis([os.getpid(), batch.src.numel()], 0.0)] for _ in batch.src]
 
 
-def test_workers_decode_largest_batches_first_and_send_errors_back() -> None:
-    """The batches run in other processes, the largest first; an error in one comes back as
-    one Seq2SeqError naming it."""
+def test_workers_decode_largest_batches_first_and_send_errors_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The batches run in other processes, in input order, sent to the pool's queue (which the
+    workers take from in order) largest first; an error in one comes back as one Seq2SeqError
+    naming it."""
     model, search = model_for("luong-dot"), _Reports()
-    sources = [[4] * n + [3] for n in (1, 7, 3, 9, 5, 9, 2)]
+    lengths = (1, 7, 3, 9, 5, 9, 2)
+    sources = [[4] * n + [3] for n in lengths]
     with DecodeWorkers(model, search, 2) as workers:
+        # the order the parent sends batches in: the workers' own clocks would also measure
+        # when the system let each worker run, which under load is not the sending order
+        sent: list[int] = []
+        submit = workers._pool.submit
+
+        def record(fn: Any, task: Any) -> Any:
+            sent.append(len(task[0][0]))  # the batch's one source, with its </s>
+            return submit(fn, task)
+
+        monkeypatch.setattr(workers._pool, "submit", record)
         results = decode_ids(model, search, sources, 1, workers=workers)
         assert {r[0].tokens[0] for r in results} - {os.getpid()} == {
             r[0].tokens[0] for r in results
         }
-        started = sorted(results, key=lambda r: r[0].score)
-        assert [r[0].tokens[1] for r in started[:2]] == [10, 10]  # the two 9-piece sources
+        assert [r[0].tokens[1] for r in results] == [n + 1 for n in lengths]
+        assert sent == sorted(sent, reverse=True) and sent[:2] == [10, 10]
         with pytest.raises(Seq2SeqError, match="decoding failed: KeyError: 'a key'"):
             decode_ids(model, search, [[5, 3], [4, 3]], 1, workers=workers)
 
