@@ -31,8 +31,8 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
         grad_x = torch.empty_like(features)
         grad_w = torch.zeros_like(weight)
         grad_b = None if bias is None else torch.zeros_like(bias)
-        # one block for every chunk's logits: malloc hands a fresh (chunk, V) block back to the
-        # kernel when it is freed, so each chunk paid ~4,000 page faults (16 MB) anew
+        # one block for every chunk's logits: glibc's malloc gave each freed (chunk, V) block
+        # back to the kernel, so a fresh block per chunk paid ~4,000 page faults (16 MB) anew
         block = features.new_empty(min(chunk, features.size(0)), V)
         for start in range(0, features.size(0), chunk):
             x, t = features[start : start + chunk], targets[start : start + chunk]
