@@ -19,9 +19,8 @@ def top_k(values: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """torch.topk(values, k, dim=-1) of (R, C) `values`: (R, k) values and column indices, largest
     first. Where entries tie (−∞ ones included) the indices may differ from torch.topk's."""
     rows, columns = values.shape
-    blocks = columns // BLOCK
-    # a GPU's topk is fast; with few blocks there is nothing to gain
-    if values.device.type != "cpu" or blocks < 4 * k or values.stride(-1) != 1:
+    blocks = _whole_blocks(values, 4 * k)
+    if not blocks:
         return values.topk(k, dim=-1)
     maxima = _block_maxima(values, blocks)
     chosen = maxima.topk(k, dim=-1).indices  # (R, k): the blocks that hold the k largest
@@ -39,8 +38,8 @@ def top_1(values: Tensor) -> tuple[Tensor, Tensor]:
     block holding the first maximum is found by argmax over the block maxima, then the column
     within it."""
     columns = values.size(1)
-    blocks = columns // BLOCK
-    if values.device.type != "cpu" or blocks < 4 or values.stride(-1) != 1:
+    blocks = _whole_blocks(values, 4)
+    if not blocks:
         best, index = values.max(dim=-1)
         return best, index
     maxima = _block_maxima(values, blocks)
@@ -52,6 +51,15 @@ def top_1(values: Tensor) -> tuple[Tensor, Tensor]:
     within = values.gather(1, columns_read)
     offset = within.argmax(-1, keepdim=True)
     return within.gather(1, offset).squeeze(1), columns_read.gather(1, offset).squeeze(1)
+
+
+def _whole_blocks(values: Tensor, least: int) -> int:
+    """The whole blocks in a row of (R, C) `values`, or 0 where blocking does not pay: a GPU's
+    own topk and max are fast, and with fewer than `least` blocks there is nothing to gain."""
+    blocks = values.size(1) // BLOCK
+    if values.device.type != "cpu" or blocks < least or values.stride(-1) != 1:
+        return 0
+    return blocks
 
 
 def _block_maxima(values: Tensor, blocks: int) -> Tensor:
