@@ -113,3 +113,62 @@ def test_an_energy_layer_with_a_bias_takes_the_whole_sum() -> None:
     torch.testing.assert_close(
         additive_scores(queries, keys, energy), reference_scores(queries, keys, energy)
     )
+
+
+def _far_apart(dtype: torch.dtype):
+    """Queries near +100 and keys near −98: each e^∓ overflows float32 (their sum does not)."""
+    queries, keys, energy = _inputs((2, 3, 4, 5), dtype)
+    with torch.no_grad():
+        queries += 100.0
+        keys -= 98.0
+    return queries, keys, energy
+
+
+@pytest.mark.parametrize("grad", [True, False], ids=["training", "decoding"])
+def test_sums_whose_parts_overflow_e_to_the_x_take_sigmoid_of_the_sum(grad) -> None:
+    """σ(q + k) = 1 / (1 + e⁻ᵠ e⁻ᵏ) would be 1 / (1 + 0 · ∞) here: the sum itself is taken."""
+    queries, keys, energy = _far_apart(torch.float32)
+    with torch.set_grad_enabled(grad):
+        got = additive_scores(queries, keys, energy)
+        expected = reference_scores(queries, keys, energy)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, expected)
+    if grad:
+        mine = torch.autograd.grad(got.sum(), (queries, keys))
+        theirs = torch.autograd.grad(expected.sum(), (queries, keys))
+        for a, b in zip(mine, theirs, strict=True):
+            torch.testing.assert_close(a, b)
+
+
+def test_nan_queries_give_nan_scores_as_the_plain_formula() -> None:
+    """NaN fails the bound check (it compares false) and propagates as σ of the sum does."""
+    queries, keys, energy = _inputs((2, 3, 4, 5), torch.float32)
+    with torch.no_grad():
+        queries[0, 1, 2] = float("nan")
+        got = additive_scores(queries, keys, energy)
+    assert torch.isnan(got[0, 1]).all() and torch.isfinite(got[1]).all()
+
+
+def test_decoding_reuses_e_to_the_minus_k_only_while_the_keys_are_unchanged(monkeypatch) -> None:
+    """Steps with the same keys make e⁻ᵏ once; keys changed in place or a new keys tensor (beam
+    search dropping finished sentences) give their own scores, never the stale ones."""
+    made = []
+    negative_exp = kernel._negative_exp
+    monkeypatch.setattr(kernel, "_negative_exp", lambda v: made.append(v.shape) or negative_exp(v))
+    queries, keys, energy = _inputs((3, 1, 4, 5), torch.float32)
+    with torch.no_grad():
+        for _ in range(3):  # three steps: e⁻ᵏ once, e⁻ᵠ each time
+            torch.testing.assert_close(
+                additive_scores(queries, keys, energy), reference_scores(queries, keys, energy)
+            )
+        assert made.count(keys.shape) == 1 and made.count(queries.shape) == 3
+        keys.mul_(0.5)
+        torch.testing.assert_close(
+            additive_scores(queries, keys, energy), reference_scores(queries, keys, energy)
+        )
+        fewer = keys[:2].clone()
+        torch.testing.assert_close(
+            additive_scores(queries[:2], fewer, energy),
+            reference_scores(queries[:2], fewer, energy),
+        )
+    assert made.count(keys.shape) == 2 and made.count(fewer.shape) == 1
