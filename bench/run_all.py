@@ -2,13 +2,16 @@
 other in one run, printed as a markdown table with ratios (ours ÷ peer) and the machine.
 
 Usage: python bench/run_all.py --table train|decode|quality [--minutes M] [--work DIR]
-       [--threads 2] [--systems seq2seq,joeynmt,opennmt] [--test-lines N]
+       [--threads 2] [--systems seq2seq,joeynmt,opennmt] [--test-lines N] [--rounds R]
   train    every system trains for M minutes (default 5); target/source tokens/s (median of
            10-update windows after 30 warm-up updates), epoch time, peak RSS; ours in fp32 and bf16
   quality  every system trains for M minutes (default 20) of wall clock, then decodes the test
            set greedily and with beam 5 (batch 64): BLEU/chrF, and the decode table
   decode   the decode table from the models the last `quality` run left in WORK (trains for M
            minutes first when a system has none)
+With --rounds R the decoding of quality and decode runs R times, the systems one after the
+other in each round; the table gives each system's median wall and start-up times, and the
+ratios of every round follow it (the machine's speed drifts by a third within an hour).
 Needs the peers installed: bash bench/peers/install.sh [WORK] (default WORK ../peers-work).
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,6 +39,7 @@ from bench.measure import (
 from bench.peers import joeynmt, opennmt, prepare_data
 
 PEERS = {"joeynmt": joeynmt, "opennmt": opennmt}
+NAMES = {"seq2seq": "seq2seq", "joeynmt": "JoeyNMT 2.3.0", "opennmt": "OpenNMT-py 3.5.1"}
 WINDOW = 10
 
 
@@ -143,15 +148,62 @@ def decode_system(key: str, args: argparse.Namespace, work: Path) -> dict[str, A
     return results
 
 
+def median_decoding(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One system's decoding of one search over rounds: the median wall and start-up times (and
+    the rates they give); scores and memory from the first round (outputs do not change)."""
+    wall = statistics.median(r["wall"] for r in rounds)
+    startup = statistics.median(r["startup"] for r in rounds)
+    lines = rounds[0]["sent_s"] * rounds[0]["wall"]
+    work = wall - startup
+    return {
+        **rounds[0],
+        "wall": wall,
+        "startup": startup,
+        "sent_s": lines / wall,
+        "sent_s_excl": lines / work if work > 0 else None,
+        "peak_rss_mib": max(r["peak_rss_mib"] for r in rounds),
+        "rounds": [{k: r[k] for k in ("wall", "startup", "sent_s", "sent_s_excl")} for r in rounds],
+    }
+
+
+def decode_rounds(args: argparse.Namespace, work: Path) -> dict[str, dict[str, Any]]:
+    """Every system's decoding, `args.rounds` times in turn, reduced to medians."""
+    rounds: dict[str, list[dict[str, Any]]] = {key: [] for key in args.systems}
+    for _ in range(args.rounds):
+        for key in args.systems:
+            rounds[key].append(decode_system(key, args, work))
+    return {
+        key: {b: median_decoding([r[b] for r in runs]) for b in runs[0]}
+        for key, runs in rounds.items()
+    }
+
+
+def print_round_ratios(results: dict[str, dict[str, Any]]) -> None:
+    """Ours ÷ each peer in every round, with and without start-up."""
+    ours = results.get("seq2seq")
+    if ours is None or len(ours["beam1"]["rounds"]) < 2:
+        return
+    for key, r in results.items():
+        if key == "seq2seq":
+            continue
+        for b, label in (("beam1", "greedy"), ("beam5", "beam 5")):
+            pairs = zip(ours[b]["rounds"], r[b]["rounds"], strict=True)
+            cells = [
+                f"{ratio(m['sent_s'], p['sent_s'])} / {ratio(m['sent_s_excl'], p['sent_s_excl'])}"
+                for m, p in pairs
+            ]
+            name = NAMES[key]
+            print(f"- {label}, ours ÷ {name} per round (incl. / excl.): {', '.join(cells)}")
+
+
 def print_quality(results: dict[str, dict[str, Any]], decode_only: bool) -> None:
     """Quality and decode tables with ratios to each peer."""
-    names = {"seq2seq": "seq2seq", "joeynmt": "JoeyNMT 2.3.0", "opennmt": "OpenNMT-py 3.5.1"}
     ours = results.get("seq2seq")
     if not decode_only:
         rows = []
         for key, r in results.items():
             rows.append(
-                [names[key], str(r.get("steps", "–"))]
+                [NAMES[key], str(r.get("steps", "–"))]
                 + [fmt(r[b][m], 2) for b in ("beam1", "beam5") for m in ("bleu", "chrf")]
             )
         print(
@@ -166,7 +218,7 @@ def print_quality(results: dict[str, dict[str, Any]], decode_only: bool) -> None
         for b, label in (("beam1", "greedy"), ("beam5", "beam 5")):
             d = r[b]
             cells = [
-                names[key],
+                NAMES[key],
                 label,
                 fmt(d["sent_s"], 1),
                 fmt(d["sent_s_excl"], 1),
@@ -211,7 +263,10 @@ def main() -> None:
     parser.add_argument("--precisions", default="fp32,bf16", help="ours, for --table train")
     parser.add_argument("--warmup", type=int, default=30, help="updates not counted (train)")
     parser.add_argument("--test-lines", type=int, help="decode only the first N test sentences")
+    parser.add_argument("--rounds", type=int, default=1, help="decode every system R times")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     args.systems = args.systems.split(",")
     args.minutes = args.minutes or (5.0 if args.table == "train" else 20.0)
     work = Path(args.work).resolve()
@@ -226,15 +281,17 @@ def main() -> None:
         print_train(rows)
         (work / "results-train.json").write_text(json.dumps(rows, indent=1))
         return
-    results: dict[str, dict[str, Any]] = {}
+    trained: dict[str, dict[str, Any]] = {key: {} for key in args.systems}
     for key in args.systems:
-        trained = {}
-        has_model = (work / key / "quality").exists()
-        if args.table == "quality" or not has_model:
-            trained = train_system(key, args, work)
-        results[key] = {**trained, **decode_system(key, args, work)}
-    print(header + (f"; first {args.test_lines} test sentences" if args.test_lines else ""))
+        if args.table == "quality" or not (work / key / "quality").exists():
+            trained[key] = train_system(key, args, work)
+    decoded = decode_rounds(args, work)
+    results = {key: {**trained[key], **decoded[key]} for key in args.systems}
+    if args.test_lines:
+        header += f"; first {args.test_lines} test sentences"
+    print(header + (f"; decoding: medians of {args.rounds} rounds" if args.rounds > 1 else ""))
     print_quality(results, args.table == "decode")
+    print_round_ratios(results)
     (work / f"results-{args.table}.json").write_text(json.dumps(results, indent=1))
 
 
