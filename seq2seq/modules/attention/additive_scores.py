@@ -72,7 +72,8 @@ def _negative_exp(values: Tensor) -> Tensor | None:
 
 
 # decoding calls the scores once per step with the same keys: e⁻ᵏ is kept per energy layer
-# (held weakly: it goes with its module) for as long as the keys tensor lives unchanged
+# (held weakly: it goes with its module) and used while the keys tensor lives unchanged; the
+# last batch's stays until the layer's next call (64 × 100 × 256 floats: 6.5 MB)
 _key_factors: weakref.WeakKeyDictionary[nn.Module, tuple[Any, int, Tensor | None]] = (
     weakref.WeakKeyDictionary()
 )
