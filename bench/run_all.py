@@ -150,10 +150,11 @@ def decode_system(key: str, args: argparse.Namespace, work: Path) -> dict[str, A
 
 def median_decoding(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """One system's decoding of one search over rounds: the median wall and start-up times (and
-    the rates they give); scores and memory from the first round (outputs do not change)."""
+    the rates they give), the largest peak RSS, and the scores of the first round (the outputs
+    do not change)."""
     wall = statistics.median(r["wall"] for r in rounds)
     startup = statistics.median(r["startup"] for r in rounds)
-    lines = rounds[0]["sent_s"] * rounds[0]["wall"]
+    lines = round(rounds[0]["sent_s"] * rounds[0]["wall"])  # sentences decoded
     work = wall - startup
     return {
         **rounds[0],

@@ -162,6 +162,10 @@ def test_decoding_reuses_e_to_the_minus_k_only_while_the_keys_are_unchanged(monk
                 additive_scores(queries, keys, energy), reference_scores(queries, keys, energy)
             )
         assert made.count(keys.shape) == 1 and made.count(queries.shape) == 3
+        other = torch.randn_like(keys)  # the next batch: same shape, same version (0)
+        torch.testing.assert_close(
+            additive_scores(queries, other, energy), reference_scores(queries, other, energy)
+        )
         keys.mul_(0.5)
         torch.testing.assert_close(
             additive_scores(queries, keys, energy), reference_scores(queries, keys, energy)
@@ -171,4 +175,38 @@ def test_decoding_reuses_e_to_the_minus_k_only_while_the_keys_are_unchanged(monk
             additive_scores(queries[:2], fewer, energy),
             reference_scores(queries[:2], fewer, energy),
         )
-    assert made.count(keys.shape) == 2 and made.count(fewer.shape) == 1
+    assert made.count(keys.shape) == 3 and made.count(fewer.shape) == 1
+
+
+def test_decoding_in_inference_mode_makes_e_to_the_minus_k_at_every_call() -> None:
+    """Inference tensors have no version counter: nothing is cached, the scores are right."""
+    queries, keys, energy = _inputs((3, 1, 4, 5), torch.float32)
+    with torch.inference_mode():
+        fresh = keys.detach().clone()
+        for _ in range(2):
+            torch.testing.assert_close(
+                additive_scores(queries, fresh, energy), reference_scores(queries, fresh, energy)
+            )
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_takes_sigmoid_of_the_sum(dtype) -> None:
+    """e^±20 leaves float16's range (and bf16 keeps 8 bits): halves are never factored."""
+    queries = torch.tensor([[[-12.0, -20.0]]], dtype=dtype)
+    keys = torch.tensor([[[12.0, 21.0]]], dtype=dtype)
+    energy = nn.Linear(2, 1, bias=False).to(dtype)
+    assert kernel._negative_exp(queries) is None
+    with torch.no_grad():
+        got = additive_scores(queries, keys, energy)
+        torch.testing.assert_close(got, reference_scores(queries, keys, energy))
+    assert torch.isfinite(got).all()
+
+
+def test_the_backward_pass_is_not_differentiated_again() -> None:
+    """σ is rebuilt from constants in the backward pass: a second derivative must fail loudly,
+    not come out wrong."""
+    queries, keys, energy = _inputs((2, 3, 4, 5))
+    scores = additive_scores(queries, keys, energy)
+    (grad_queries,) = torch.autograd.grad(scores.pow(2).sum(), (queries,), create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        grad_queries.pow(2).sum().backward()

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from seq2seq.modules.eager import eager_cpu
 
@@ -80,12 +81,18 @@ _key_factors: weakref.WeakKeyDictionary[nn.Module, tuple[Any, int, Tensor | None
 
 
 def _cached_key_factor(keys: Tensor, owner: nn.Module) -> Tensor | None:
-    """`_negative_exp(keys)`, made again only when `keys` is another tensor or changed in place."""
+    """`_negative_exp(keys)`, made again only when `keys` is another tensor or changed in place.
+
+    Writes through `.data` or NumPy move no version counter and would go unseen; tensors made in
+    inference mode have no counter at all, so theirs is made at every call."""
+    if keys.is_inference():
+        return _negative_exp(keys)
+    version = keys._version  # before the factor: a later in-place change must not look seen
     entry = _key_factors.get(owner)
-    if entry is not None and entry[0]() is keys and entry[1] == keys._version:
+    if entry is not None and entry[0]() is keys and entry[1] == version:
         return entry[2]
     factor = _negative_exp(keys)
-    _key_factors[owner] = (weakref.ref(keys), keys._version, factor)
+    _key_factors[owner] = (weakref.ref(keys), version, factor)
     return factor
 
 
@@ -125,14 +132,17 @@ class _BlockedAdditiveScores(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, queries: Tensor, keys: Tensor, energy: Tensor) -> Tensor:
         factors = _factors(queries, keys, _negative_exp(keys))
-        ctx.factors = factors  # not inputs, outputs or views: plain attributes are safe
-        ctx.save_for_backward(queries, keys, energy)
+        exps = (factors.queries, factors.keys) if factors is not None else (None, None)
+        ctx.save_for_backward(queries, keys, energy, *exps)
         return _blocked_scores(queries, keys, energy, factors)
 
     @staticmethod
+    @once_differentiable  # σ is rebuilt from constants: no graph of the backward pass
     def backward(ctx: Any, grad_scores: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        queries, keys, energy = ctx.saved_tensors
-        factors = ctx.factors
+        queries, keys, energy, query_exp, key_exp = ctx.saved_tensors
+        factors = None
+        if query_exp is not None and key_exp is not None:
+            factors = _Factors(query_exp, key_exp, queries.new_ones(()))
         B, T, A = queries.shape
         grad_queries = torch.empty_like(queries)
         # sums over blocks stay in float32 when the inputs are bf16/fp16 (autocast): rounding
