@@ -56,7 +56,10 @@ class _Factors(NamedTuple):
 
     queries: Tensor
     keys: Tensor
-    one: Tensor
+
+
+# the 1 of 1 + e⁻ᵠ e⁻ᵏ, for the two dtypes that are factored (`_negative_exp`)
+_ONES = {dtype: torch.ones((), dtype=dtype) for dtype in (torch.float32, torch.float64)}
 
 
 def _bounded(values: Tensor) -> bool:
@@ -98,10 +101,10 @@ def _cached_key_factor(keys: Tensor, owner: nn.Module) -> Tensor | None:
 
 def _factors(queries: Tensor, keys: Tensor, key_factor: Tensor | None) -> _Factors | None:
     """The factors of σ(q + k) when both sides are within bounds, else None."""
-    query_factor = _negative_exp(queries) if key_factor is not None else None
-    if query_factor is None or key_factor is None:
+    if key_factor is None:
         return None
-    return _Factors(query_factor, key_factor, queries.new_ones(()))
+    query_factor = _negative_exp(queries)
+    return None if query_factor is None else _Factors(query_factor, key_factor)
 
 
 def _squashed(
@@ -110,10 +113,8 @@ def _squashed(
     """σ(q + k) of one block, (b, t, S, A)."""
     if factors is None:
         return torch.sigmoid_(queries[rows, steps, None, :] + keys[rows, None, :, :])
-    products = torch.addcmul(
-        factors.one, factors.queries[rows, steps, None, :], factors.keys[rows, None, :, :]
-    )
-    return products.reciprocal_()
+    query_exp, key_exp = factors.queries[rows, steps, None, :], factors.keys[rows, None, :, :]
+    return torch.addcmul(_ONES[query_exp.dtype], query_exp, key_exp).reciprocal_()
 
 
 def _blocked_scores(
@@ -140,9 +141,7 @@ class _BlockedAdditiveScores(torch.autograd.Function):
     @once_differentiable  # σ is rebuilt from constants: no graph of the backward pass
     def backward(ctx: Any, grad_scores: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         queries, keys, energy, query_exp, key_exp = ctx.saved_tensors
-        factors = None
-        if query_exp is not None and key_exp is not None:
-            factors = _Factors(query_exp, key_exp, queries.new_ones(()))
+        factors = None if key_exp is None else _Factors(query_exp, key_exp)  # saved together
         B, T, A = queries.shape
         grad_queries = torch.empty_like(queries)
         # sums over blocks stay in float32 when the inputs are bf16/fp16 (autocast): rounding
