@@ -6,7 +6,9 @@ import contextlib
 import errno
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -73,6 +75,19 @@ def cli(debug: bool, quiet: bool, imports: tuple[str, ...]) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the console script and `python -m seq2seq`."""
     args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        code = _run(args)
+    except KeyboardInterrupt:  # Ctrl-C again while the first ending was being reported
+        code = 130
+    if argv is None and threading.current_thread() is threading.main_thread():
+        # the process is ending: a Ctrl-C from here on ends it by the signal (the shell shows
+        # 130), not with a KeyboardInterrupt traceback from the interpreter's shutdown
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+    sys.exit(code)
+
+
+def _run(args: list[str]) -> int:
+    """Run the command; every way it can end becomes one message and an exit code."""
     debug = "--debug" in args
     code = 0
     try:
@@ -82,8 +97,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         code = exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except click.exceptions.Abort as exc:  # click's form of Ctrl-C (and of EOF at a prompt)
+        interrupted = isinstance(exc.__context__, KeyboardInterrupt)
+        click.echo("interrupted" if interrupted else "aborted", err=True)
         code = 130
     except Seq2SeqError as exc:
         if debug:
@@ -115,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 3,
             )
             code = 3
-    sys.exit(code)
+    return code
 
 
 def _report(shown: str, error: str, code: int) -> None:
