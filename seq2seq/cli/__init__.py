@@ -6,9 +6,7 @@ import contextlib
 import errno
 import logging
 import os
-import signal
 import sys
-import threading
 import traceback
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -18,6 +16,7 @@ import click
 from seq2seq import __version__, registry
 from seq2seq.errors import OutputClosed, Seq2SeqError
 from seq2seq.training.launch import rank_label, record_failure
+from seq2seq.training.signals import INTERRUPTED, command_ending, command_interrupts
 
 # errors of a write that found no room: a full disk or quota (the output device included)
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -75,14 +74,15 @@ def cli(debug: bool, quiet: bool, imports: tuple[str, ...]) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the console script and `python -m seq2seq`."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if argv is None:  # this process is the command: a second Ctrl-C exits at once
+        command_interrupts()
     try:
         code = _run(args)
-    except KeyboardInterrupt:  # Ctrl-C again while the first ending was being reported
-        code = 130
-    if argv is None and threading.current_thread() is threading.main_thread():
-        # the process is ending: a Ctrl-C from here on ends it by the signal (the shell shows
-        # 130), not with a KeyboardInterrupt traceback from the interpreter's shutdown
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+    except KeyboardInterrupt:  # Ctrl-C while the command's ending was being reported
+        code = INTERRUPTED
+    finally:
+        if argv is None:
+            command_ending()
     sys.exit(code)
 
 
