@@ -12,9 +12,10 @@ from torch import Tensor, nn
 
 from seq2seq.errors import Problem, RecipeError
 from seq2seq.modules.copy import PointerGenerator
+from seq2seq.modules.derived import forget_derived
 from seq2seq.modules.dropout import Dropout
 from seq2seq.modules.output import projected_cross_entropy, sequence_loss
-from seq2seq.modules.projection import forget_projection, project
+from seq2seq.modules.projection import cache_projection, project
 from seq2seq.modules.protocols import Decoder, DecoderState, Encoder
 from seq2seq.recipe import ModelConfig
 from seq2seq.registry import build
@@ -67,10 +68,20 @@ class Seq2Seq(nn.Module):
         self.specials = specials
 
     def train(self, mode: bool = True) -> Seq2Seq:
-        """nn.Module.train; entering training also frees decoding's copy of the output weight."""
+        """nn.Module.train; entering training also frees what decoding derived from the weights
+        (the output layer's Wᵀ, the decoder's gate table)."""
         if mode:
-            forget_projection(self)
+            forget_derived(self)
         return super().train(mode)
+
+    def prepare_decoding(self) -> None:
+        """Derive decoding's copies of the weights now: forked decoding workers then share them
+        instead of each making its own."""
+        cache_projection(self)
+        prepare_tokens = getattr(self.decoder, "prepare_tokens", None)
+        if prepare_tokens is not None and self.copy is None:
+            with torch.no_grad():  # as decoding runs
+                prepare_tokens(self.tgt_embed)
 
     @property
     def shares_source(self) -> bool:
@@ -103,6 +114,11 @@ class Seq2Seq(nn.Module):
 
     def step(self, prev: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         """(B,) previous tokens → log-probabilities (B, V) of the next token, next state."""
+        step_tokens = getattr(self.decoder, "step_tokens", None)
+        if step_tokens is not None and self.copy is None:  # copying needs the embedding too
+            features, state = step_tokens(prev, self.tgt_embed, state)
+            logits = project(self.generator, features)
+            return torch.log_softmax(logits.float(), dim=-1), state
         embedded = self.tgt_embed(prev)
         features, state = self.decoder.step(embedded, state)
 

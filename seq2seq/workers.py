@@ -29,7 +29,6 @@ import torch
 from torch import nn
 
 from seq2seq.errors import Seq2SeqError
-from seq2seq.modules.projection import cache_projection
 
 MAX_AUTO = 4  # "auto" uses workers up to here: measured on 2 cores; each holds a search's memory
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -60,8 +59,11 @@ class DecodeWorkers:
         if workers < 2:
             raise ValueError(f"a pool needs at least 2 workers, got {workers}")
         self.model, self.search, self.workers = model, search, workers
-        if isinstance(model, nn.Module):
-            cache_projection(model)  # before the fork, so that the workers share one copy
+        if isinstance(model, nn.Module):  # before the fork, so that the workers share one copy
+            for module in model.modules():
+                prepare = getattr(module, "prepare_decoding", None)
+                if prepare is not None:
+                    prepare()
         self._pool = ProcessPoolExecutor(
             workers,
             mp_context=multiprocessing.get_context("fork"),

@@ -9,8 +9,9 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from seq2seq.modules import gru
+from seq2seq.modules import gru, rnn_step
 from seq2seq.modules.dropout import Dropout
+from seq2seq.modules.initial_state import Init, InitialState
 from seq2seq.modules.protocols import (
     DecoderState,
     EncoderOutput,
@@ -21,41 +22,8 @@ from seq2seq.modules.protocols import (
 )
 from seq2seq.registry import register
 
-Init = Literal["zeros", "last", "bridge", "mean"]
 Cell = Literal["gru", "lstm"]
-
-
-class InitialState(nn.Module):
-    """Turns the encoder's output into the decoder's first hidden state (L, B, H)."""
-
-    def __init__(self, how: Init, memory_size: int, hidden_size: int, num_layers: int) -> None:
-        super().__init__()
-        if how == "last" and memory_size != hidden_size:
-            raise ValueError(
-                f"init 'last' needs decoder hidden_size ({hidden_size}) equal to the encoder "
-                f"output size ({memory_size}); use init 'bridge' or change a size"
-            )
-        self.how = how
-        self.num_layers = num_layers
-        self.hidden_size = hidden_size
-        self.bridge = nn.Linear(memory_size, hidden_size) if how in ("bridge", "mean") else None
-
-    def forward(self, encoded: EncoderOutput) -> Tensor:
-        """(L_enc, B, M) finals or (B, S, M) states → (L, B, H)."""
-        B = encoded.states.size(0)
-        if self.how == "zeros":
-            return encoded.states.new_zeros(self.num_layers, B, self.hidden_size)
-        if self.how == "mean":
-            mask = encoded.mask.unsqueeze(-1).to(encoded.states.dtype)  # (B, S, 1)
-            mean = (encoded.states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-            source = mean.unsqueeze(0)  # (1, B, M)
-        else:
-            source = encoded.final  # (L_enc, B, M)
-        if source.size(0) != self.num_layers:  # layer counts differ: every layer gets the top one
-            source = source[-1:].expand(self.num_layers, -1, -1)
-        if self.bridge is not None:
-            source = torch.tanh(self.bridge(source))
-        return source.contiguous()
+Hidden = Tensor | tuple[Tensor, Tensor]
 
 
 def next_state(
@@ -131,6 +99,37 @@ class RecurrentDecoder(nn.Module):
         """Context and weights for a (B, H) or (B, T, H) query."""
         context, weights, _ = self.attend_with_heads(query, state)
         return context, weights
+
+    def step_tokens(
+        self, prev: Tensor, embedding: nn.Module, state: DecoderState
+    ) -> tuple[Tensor, DecoderState]:
+        """`step(embedding(prev), state)`; in CPU decoding with the RNN's first-layer input
+        gates looked up per token (`modules/rnn_step.py`), where this class's own step runs."""
+        step = getattr(self, "step")  # noqa: B009 (defined by the subclasses)
+        embedded = embedding(prev)
+        own_step = getattr(type(self), "step", None) in _TOKEN_STEPS
+        if not own_step or not rnn_step.usable(self.rnn, embedding):
+            return step(embedded, state)
+        assert isinstance(self.rnn, nn.RNNBase) and isinstance(embedding, nn.Embedding)
+        return step(embedded, state, rnn_step.token_gates(self.rnn, embedding, prev))
+
+    def prepare_tokens(self, embedding: nn.Module) -> None:
+        """Make `step_tokens`' table now (before decoding workers fork, so that they share it)."""
+        if rnn_step.usable(self.rnn, embedding):
+            assert isinstance(self.rnn, nn.RNNBase) and isinstance(embedding, nn.Embedding)
+            rnn_step.prepare(self.rnn, embedding)
+
+    def rnn_step(
+        self, embedded: Tensor, rest: Tensor | None, hidden: Hidden, gates: Tensor | None
+    ) -> tuple[Tensor, Hidden]:
+        """One RNN step on [embedded; rest] → (B, H) output and the new state; from the
+        embedding's `gates` (`step_tokens`) when given."""
+        if gates is not None:
+            assert isinstance(self.rnn, nn.RNNBase)
+            return rnn_step.step(self.rnn, gates, rest, hidden)
+        rnn_input = embedded if rest is None else torch.cat([embedded, rest], -1)
+        output, hidden = self.rnn(rnn_input.unsqueeze(1), hidden)
+        return output.squeeze(1), hidden
 
     @property
     def shares_source(self) -> bool:
@@ -222,11 +221,12 @@ class LuongDecoder(RecurrentDecoder):
         features = torch.tanh(self.combine(torch.cat([context, output], dim=-1)))
         return self.dropout(features), context, weights, heads
 
-    def step(self, embedded: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+    def step(
+        self, embedded: Tensor, state: DecoderState, gates: Tensor | None = None
+    ) -> tuple[Tensor, DecoderState]:
         """(B, E) previous-token embedding → features (B, H), next state."""
-        rnn_input = embedded if state.feed is None else torch.cat([embedded, state.feed], -1)
-        output, hidden = self.rnn(rnn_input.unsqueeze(1), state.hidden)
-        features, context, weights, heads = self._features(output.squeeze(1), state)
+        output, hidden = self.rnn_step(embedded, state.feed, state.hidden, gates)
+        features, context, weights, heads = self._features(output, state)
         feed = features if self.input_feeding else None
         return features, next_state(state, hidden, context, weights, heads, feed)
 
@@ -277,20 +277,22 @@ class BahdanauDecoder(RecurrentDecoder):
         context = memory_size if self.attention is not None else 0
         self.output = nn.Linear(hidden_size + context + input_size, hidden_size)
 
-    def step(self, embedded: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+    def step(
+        self, embedded: Tensor, state: DecoderState, gates: Tensor | None = None
+    ) -> tuple[Tensor, DecoderState]:
         """(B, E) previous-token embedding → features (B, H), next state."""
         top = state.hidden[0][-1] if isinstance(state.hidden, tuple) else state.hidden[-1]
         context = weights = heads = None
-        parts = [embedded]
         if self.attention is not None:
             context, weights, heads = self.attend_with_heads(top, state)
-            parts.append(context)
-        output, hidden = self.rnn(torch.cat(parts, -1).unsqueeze(1), state.hidden)
-        output = output.squeeze(1)
-        features = torch.tanh(self.output(torch.cat([output, *parts[1:], embedded], -1)))
+        output, hidden = self.rnn_step(embedded, context, state.hidden, gates)
+        parts = [output] if context is None else [output, context]
+        features = torch.tanh(self.output(torch.cat([*parts, embedded], -1)))
         return self.dropout(features), next_state(state, hidden, context, weights, heads)
 
 
 # the step code that knows DecoderState.beams (see RecurrentDecoder.shares_source)
 _SHARING_STEPS = (LuongDecoder.step, BahdanauDecoder.step)
+# the step code that takes `gates` (see RecurrentDecoder.step_tokens)
+_TOKEN_STEPS = _SHARING_STEPS
 _SHARING_ATTEND = RecurrentDecoder.attend_with_heads

@@ -3,21 +3,17 @@
 nn.Linear hands MKL Wᵀ as a transposed view, which it reads slowly at the 1–64 rows of a
 decoding step: at one thread, 8 × 256 by 256 × 8,000 took 1.02 ms that way and 0.49 ms from a
 contiguous copy, 26 rows 1.39 against 1.03 ms, 64 rows 2.13 against 1.83. The copy is made
-again whenever the weight may have changed: replaced (its storage moved), changed in place (its
-version counter moved), or after any optimiser step, because fused Adam updates weights without
-moving their version. Writing into `weight.data` in place is the one change it cannot see.
+again whenever the weight may have changed (`modules/derived.py`).
 """
 
 from __future__ import annotations
 
-import weakref
-from dataclasses import dataclass
 from typing import TypeGuard
 
 import torch
 from torch import Tensor, nn
-from torch.optim.optimizer import register_optimizer_step_post_hook
 
+from seq2seq.modules.derived import DerivedCache
 from seq2seq.modules.eager import autocast_on_cpu, eager_cpu
 
 
@@ -39,75 +35,19 @@ def cache_projection(model: nn.Module) -> None:
             _transposed(generator)
 
 
-def forget_projection(model: nn.Module) -> None:
-    """Free the copies of `model`'s generators: in training they go stale at the next update."""
-    if not _copies:  # the usual case at every training update: no module walk
-        return
-    for generator in _generators(model):
-        _copies.pop(generator, None)
-
-
 def _generators(model: nn.Module) -> list[nn.Module]:
     """The output layers (`generator` attributes) of `model` and its submodules (ensembles)."""
     found = (getattr(module, "generator", None) for module in model.modules())
     return [generator for generator in found if isinstance(generator, nn.Module)]
 
 
-@dataclass(frozen=True)
-class _Copy:
-    """Wᵀ and what it was made from. Holding the weight keeps its storage from being reused,
-    so an equal address means the same storage."""
-
-    weight: Tensor
-    version: int
-    optimizer_steps: int
-    transposed: Tensor
-
-
-# keyed by the Linear, held weakly: the copy goes with its module, and stays out of deepcopies
-# and pickles of the model
-_copies: weakref.WeakKeyDictionary[nn.Module, _Copy] = weakref.WeakKeyDictionary()
+_copies: DerivedCache[Tensor] = DerivedCache()
 
 
 def _transposed(linear: nn.Linear) -> Tensor:
     """The linear's contiguous Wᵀ, copied again when the weight may have changed."""
     weight = linear.weight
-    copy = _copies.get(linear)
-    if (
-        copy is None
-        or copy.weight.data_ptr() != weight.data_ptr()
-        or copy.version != weight._version
-        or copy.optimizer_steps != _optimizer_steps.count
-    ):
-        _optimizer_steps.watch()
-        copy = _Copy(
-            weight.detach(),
-            weight._version,
-            _optimizer_steps.count,
-            weight.detach().t().contiguous(),
-        )
-        _copies[linear] = copy
-    return copy.transposed
-
-
-class _OptimizerSteps:
-    """Counts the steps of every optimiser in this process, from the first copy made."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.watching = False
-
-    def watch(self) -> None:
-        """Start counting (once)."""
-        if not self.watching:
-            register_optimizer_step_post_hook(self._counted)
-            self.watching = True
-
-    def _counted(self, *_: object) -> None:
-        self.count += 1
-
-
-_optimizer_steps = _OptimizerSteps()
+    return _copies.get(linear, (weight,), lambda: weight.detach().t().contiguous())
 
 
 def _plain_float_linear(module: nn.Module) -> TypeGuard[nn.Linear]:

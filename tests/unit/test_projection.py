@@ -18,8 +18,7 @@ from seq2seq.training.optim import _fused
 
 
 def _copy(generator: nn.Module) -> torch.Tensor | None:
-    cached = projection._copies.get(generator)
-    return None if cached is None else cached.transposed
+    return projection._copies.peek(generator)
 
 
 @pytest.mark.parametrize("bias", [True, False])

@@ -11,7 +11,7 @@ import torch
 
 from seq2seq.errors import Seq2SeqError
 from seq2seq.inference import decode_ids
-from seq2seq.modules import projection
+from seq2seq.modules import projection, rnn_step
 from seq2seq.search.beam import BeamSearch
 from seq2seq.search.hypotheses import Hypothesis
 from seq2seq.workers import MAX_AUTO, DecodeWorkers, auto_workers, can_fork
@@ -23,13 +23,16 @@ pytestmark = pytest.mark.skipif(not can_fork(), reason="decoding workers are for
 SOURCES = [[4 + (i * 7 + j) % 5 for j in range(1 + i % 9)] + [3] for i in range(23)]
 
 
-def test_the_projection_copy_is_made_before_the_fork() -> None:
-    """The parent makes the output layer's Wᵀ copy before forking, so the workers share it
-    rather than each making its own."""
+def test_the_projection_copy_and_gate_table_are_made_before_the_fork() -> None:
+    """The parent makes the output layer's Wᵀ copy and the decoder's gate table before forking,
+    so the workers share them rather than each making its own."""
     model = model_for("luong-multihead")
-    assert projection._copies.get(model.generator) is None
+    rnn = model.decoder.rnn
+    assert projection._copies.peek(model.generator) is None
+    assert rnn_step._tables.peek(rnn) is None
     with DecodeWorkers(model, BeamSearch(beam_size=2, max_length=4), 2):
-        assert projection._copies.get(model.generator) is not None
+        assert projection._copies.peek(model.generator) is not None
+        assert rnn_step._tables.peek(rnn) is not None
 
 
 def test_workers_give_the_hypotheses_of_decoding_in_process() -> None:
