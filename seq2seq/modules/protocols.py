@@ -204,6 +204,9 @@ class Decoder(Protocol):
 
 # A decoder may also declare `shares_source = True`: its `step` then takes states with `beams` > 1
 # (memory, mask and keys once per sentence, see DecoderState), which beam search uses.
+# A decoder may also offer `step_tokens(prev (B,), embedding, state)`, the same as
+# `step(embedding(prev), state)`: the model then calls it in decoding, which lets the built-in RNN
+# decoders look up their first layer's input gates per token (modules/rnn_step.py).
 # A decoder may also offer `forward_sequence(embedded (B,T,E), state) -> SequenceOutput | None`:
 # the whole target in one call under full teacher forcing (None when it cannot, e.g. with
 # input feeding). The model falls back to `step` whenever it is missing or returns None.
