@@ -107,17 +107,21 @@ class RecurrentDecoder(nn.Module):
         gates looked up per token (`modules/rnn_step.py`), where this class's own step runs."""
         step = getattr(self, "step")  # noqa: B009 (defined by the subclasses)
         embedded = embedding(prev)
-        own_step = getattr(type(self), "step", None) in _TOKEN_STEPS
-        if not own_step or not rnn_step.usable(self.rnn, embedding):
+        if not self._table_steps(embedding):
             return step(embedded, state)
         assert isinstance(self.rnn, nn.RNNBase) and isinstance(embedding, nn.Embedding)
         return step(embedded, state, rnn_step.token_gates(self.rnn, embedding, prev))
 
     def prepare_tokens(self, embedding: nn.Module) -> None:
         """Make `step_tokens`' table now (before decoding workers fork, so that they share it)."""
-        if rnn_step.usable(self.rnn, embedding):
+        if self._table_steps(embedding):
             assert isinstance(self.rnn, nn.RNNBase) and isinstance(embedding, nn.Embedding)
             rnn_step.prepare(self.rnn, embedding)
+
+    def _table_steps(self, embedding: nn.Module) -> bool:
+        """Whether this class's own step runs and the table may stand in for the RNN's input."""
+        own_step = getattr(type(self), "step", None) in _TOKEN_STEPS
+        return own_step and rnn_step.usable(self.rnn, embedding)
 
     def rnn_step(
         self, embedded: Tensor, rest: Tensor | None, hidden: Hidden, gates: Tensor | None

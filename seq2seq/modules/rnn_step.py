@@ -8,8 +8,8 @@ gathers rows where it would multiply. The rest of the input (input feeding, Bahd
 is multiplied by its own columns of W_ih. The table and contiguous copies of every Wᵀ are kept
 in `modules/derived.py`'s caches and made again when a parameter they come from changes.
 
-Measured on the matched benchmark model (AMD EPYC, one thread, the whole test set, identical
-outputs): greedy 1.10×, beam 5 1.08× (README, Performance).
+Measured on the matched benchmark model (AMD EPYC, one thread, identical outputs): greedy 1.09×
+over the test set, beam 5 1.05× over 300 of its sentences (README, Performance).
 """
 
 from __future__ import annotations
@@ -36,15 +36,29 @@ class _Weights:
     hidden_bias: list[Tensor]
 
 
-_tables: DerivedCache[Tensor] = DerivedCache()  # per RNN: (V, G) = E W_ih[:, :E]ᵀ + b_ih
+@dataclass(frozen=True)
+class _Table:
+    """(V, G) = E W_ih[:, :E]ᵀ + b_ih of the first layer, and E's width."""
+
+    values: Tensor
+    embedding_dim: int
+
+
+_tables: DerivedCache[_Table] = DerivedCache()  # per RNN
 _weights: DerivedCache[_Weights] = DerivedCache()
+
+
+MAX_TABLE_BYTES = 256 * 2**20  # beyond this the table costs more memory than a step saves
 
 
 def usable(rnn: nn.Module, embedding: nn.Module) -> bool:
     """Whether `step` may stand in for `rnn` on this step: a plain one-way nn.GRU or nn.LSTM
-    with biases and no projection, and a plain embedding of the same float dtype, in eager CPU
-    decoding (no graph, no autocast, no dropout between layers)."""
+    with biases and no projection, and a plain embedding (no max_norm) of the same float dtype,
+    neither with hooks, a table of at most MAX_TABLE_BYTES, in eager CPU decoding (no graph, no
+    autocast, no dropout between layers)."""
     if type(rnn) not in (nn.GRU, nn.LSTM) or type(embedding) is not nn.Embedding:
+        return False
+    if _hooked(rnn) or _hooked(embedding) or embedding.max_norm is not None:
         return False
     assert isinstance(rnn, nn.RNNBase) and isinstance(embedding, nn.Embedding)
     weight = _parameter(rnn, "weight_ih_l0")
@@ -62,12 +76,25 @@ def usable(rnn: nn.Module, embedding: nn.Module) -> bool:
         and not weight.is_inference()
         and not embedding.weight.is_inference()
         and weight.size(1) >= embedding.embedding_dim
+        and embedding.num_embeddings * weight.size(0) * weight.element_size() <= MAX_TABLE_BYTES
+    )
+
+
+def _hooked(module: nn.Module) -> bool:
+    """Whether calling the module would run hooks (its own or global) that the table skips."""
+    from torch.nn.modules import module as module_globals
+
+    return bool(
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or module_globals._global_forward_hooks
+        or module_globals._global_forward_pre_hooks
     )
 
 
 def token_gates(rnn: nn.RNNBase, embedding: nn.Embedding, prev: Tensor) -> Tensor:
     """(B,) tokens → (B, G): the first layer's input gates from their embeddings (and b_ih)."""
-    return _table(rnn, embedding).index_select(0, prev)
+    return _table(rnn, embedding).values.index_select(0, prev)
 
 
 def prepare(rnn: nn.RNNBase, embedding: nn.Embedding) -> None:
@@ -82,7 +109,15 @@ def step(
 ) -> tuple[Tensor, Hidden]:
     """One step of `rnn` whose first-layer input is [embedding; rest], given the embedding's
     `token_gates`: (B, H) top-layer output and the new (L, B, H) state (LSTM: (h, c))."""
-    embedding_dim = rnn.input_size - (0 if rest is None else rest.size(-1))
+    table = _tables.peek(rnn)
+    if table is None:
+        raise ValueError("no gate table for this RNN: call token_gates first")
+    embedding_dim = table.embedding_dim
+    if rnn.input_size - embedding_dim != (0 if rest is None else rest.size(-1)):
+        raise ValueError(
+            f"the RNN's input is {rnn.input_size} wide and the table covers {embedding_dim} "
+            f"of it; the rest given is {0 if rest is None else rest.size(-1)} wide"
+        )
     weights = _transposes(rnn, embedding_dim)
     lstm = isinstance(hidden, tuple)
     h_all, c_all = hidden if isinstance(hidden, tuple) else (hidden, None)
@@ -91,7 +126,7 @@ def step(
     for layer in range(rnn.num_layers):
         if layer == 0:
             input_gates = gates
-            if rest is not None and weights.first_rest is not None:
+            if rest is not None and weights.first_rest is not None:  # both or neither
                 input_gates = torch.addmm(gates, rest, weights.first_rest)
         else:
             bias, transposed = weights.input_bias[layer - 1], weights.input_t[layer - 1]
@@ -130,15 +165,15 @@ def _lstm_cell(input_gates: Tensor, hidden_gates: Tensor, c: Tensor) -> tuple[Te
     return out * torch.tanh(c), c
 
 
-def _table(rnn: nn.RNNBase, embedding: nn.Embedding) -> Tensor:
+def _table(rnn: nn.RNNBase, embedding: nn.Embedding) -> _Table:
     """E W_ih[:, :E]ᵀ + b_ih of the first layer, for every token."""
     weight, bias = _parameter(rnn, "weight_ih_l0"), _parameter(rnn, "bias_ih_l0")
     size = embedding.embedding_dim
 
-    def make() -> Tensor:
+    def make() -> _Table:
         with torch.no_grad():
             first = weight.detach()[:, :size]
-            return torch.addmm(bias.detach(), embedding.weight.detach(), first.t())
+            return _Table(torch.addmm(bias.detach(), embedding.weight.detach(), first.t()), size)
 
     sources = (embedding.weight, weight, bias)
     return _tables.get(rnn, sources, make)

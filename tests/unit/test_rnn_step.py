@@ -10,12 +10,15 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from seq2seq.data.batching import make_batch
 from seq2seq.model import Seq2Seq, build_model
 from seq2seq.modules import rnn_step
 from seq2seq.modules.decoders import LuongDecoder
 from seq2seq.modules.protocols import DecoderState
 from seq2seq.recipe import ModelConfig
+from seq2seq.search.beam import BeamSearch
 from seq2seq.training.optim import _fused
+from tests.unit.test_beam_layout import SOURCES, model_for
 
 V, E, H = 11, 6, 5
 
@@ -149,8 +152,41 @@ def test_pytorchs_rnn_runs_where_the_table_would_not_be_exact_or_possible() -> N
         assert not rnn_step.usable(rnn.train(), embedding)
         assert not rnn_step.usable(nn.LSTM(E, H, proj_size=2), embedding)
         assert not rnn_step.usable(nn.GRU(E, H, bidirectional=True), embedding)
-        assert not rnn_step.usable(nn.GRU(E, H), embedding.double())
+        assert not rnn_step.usable(nn.GRU(E, H), nn.Embedding(V, E).double())
+        assert not rnn_step.usable(nn.GRU(E, H, bias=False), embedding)
+        assert not rnn_step.usable(rnn.eval(), nn.Embedding(V, E, max_norm=1.0))
+        handle = embedding.register_forward_hook(lambda module, args, out: out * 2)
+        assert not rnn_step.usable(rnn.eval(), embedding)  # the table would skip the hook
+        handle.remove()
+        assert rnn_step.usable(rnn, embedding)
     assert not rnn_step.usable(rnn.eval(), embedding)  # grad enabled
+
+
+def test_a_missing_rest_of_the_input_is_an_error() -> None:
+    """An RNN whose input is wider than the embedding needs the rest, as nn.GRU would."""
+    rnn, embedding = nn.GRU(E + 3, H).eval(), nn.Embedding(V, E)
+    with torch.no_grad():
+        gates = rnn_step.token_gates(rnn, embedding, torch.tensor([1, 2]))
+        with pytest.raises(ValueError, match="rest"):
+            rnn_step.step(rnn, gates, None, torch.zeros(1, 2, H))
+
+
+@pytest.mark.parametrize("name", ["luong-bahdanau-feed", "luong-general-lstm", "bahdanau-concat"])
+def test_beam_search_finds_the_same_n_best_with_and_without_the_table(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beam search's n-best lists (tokens and scores) over shared-memory states are those of
+    PyTorch's RNN."""
+    model = model_for(name)
+    search = BeamSearch(beam_size=3, n_best=3, max_length=7)
+    batch = make_batch(SOURCES, None, list(range(len(SOURCES))))
+    with_table = search(model, batch)
+    assert rnn_step._tables.peek(model.decoder.rnn) is not None
+    monkeypatch.setattr(rnn_step, "usable", lambda *_: False)
+    without = search(model, batch)
+    for got, want in zip(with_table, without, strict=True):
+        assert [h.tokens for h in got] == [h.tokens for h in want]
+        assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-5)
 
 
 class _OwnStep(LuongDecoder):
