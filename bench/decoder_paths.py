@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from seq2seq.model import build_model
+from seq2seq.assemble import build_model
 from seq2seq.recipe import load_recipe
 from seq2seq.training.loss import sequence_loss
 

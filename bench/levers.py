@@ -31,8 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.decode_levers import variant
 from bench.measure import CPU_NOTE, ROOT, machine, read_text, table
 from bench.peers import prepare_data
+from seq2seq.assemble import build_model
 from seq2seq.data.batching import make_batch, token_batches
-from seq2seq.model import Seq2Seq, build_model
+from seq2seq.model import Seq2Seq
 from seq2seq.recipe import load_recipe
 from seq2seq.training.loss import sequence_loss
 

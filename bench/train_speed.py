@@ -29,8 +29,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.measure import ROOT, fmt, machine, median_after, table, thread_env
 from seq2seq import registry
+from seq2seq.assemble import build_model
 from seq2seq.data.batching import Batch, make_batch, token_batches
-from seq2seq.model import Seq2Seq, build_model
+from seq2seq.model import Seq2Seq
 from seq2seq.recipe import Recipe, load_recipe
 from seq2seq.training.prepare import prepare
 from seq2seq.training.run import seed_everything

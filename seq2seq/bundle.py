@@ -11,8 +11,9 @@ from typing import Any
 import torch
 
 from seq2seq import BUNDLE_FORMAT, __version__, registry
+from seq2seq.assemble import build_model
 from seq2seq.errors import BundleError, PluginError, RecipeError, Seq2SeqError
-from seq2seq.model import Seq2Seq, Specials, build_model
+from seq2seq.model import Seq2Seq, Specials
 from seq2seq.recipe import Recipe, dump_recipe, parse_recipe
 from seq2seq.training.checkpoint import atomic_write, checkpoint_dir, load_weights
 

@@ -1,24 +1,19 @@
-"""The Seq2Seq model (encode / step / run with teacher forcing) and build_model()."""
+"""The Seq2Seq model: encode, step, and run with teacher forcing (assemble.py builds it)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from functools import partial
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from seq2seq.errors import Problem, RecipeError
 from seq2seq.modules.copy import PointerGenerator
 from seq2seq.modules.derived import forget_derived
 from seq2seq.modules.dropout import Dropout
 from seq2seq.modules.output import projected_cross_entropy, sequence_loss
 from seq2seq.modules.projection import cache_projection, project
 from seq2seq.modules.protocols import Decoder, DecoderState, Encoder
-from seq2seq.recipe import ModelConfig
-from seq2seq.registry import build
 
 
 @dataclass(frozen=True)
@@ -100,32 +95,33 @@ class Seq2Seq(nn.Module):
         self,
         features: Tensor,
         state: DecoderState,
-        embedded: Tensor,
+        embedded: Tensor | None,
         context: Tensor | None,
         weights: Tensor | None,
     ) -> Tensor:
-        """(B, T, ·) inputs → logits, or log-probabilities with copying."""
+        """(B, T, ·) inputs → logits, or log-probabilities with copying.
+
+        `embedded` (the decoder's inputs) is None in decoding steps without copying."""
         logits = project(self.generator, features)
         if self.copy is None:
             return logits
-        assert context is not None and weights is not None
+        assert embedded is not None and context is not None and weights is not None
         mixed: Tensor = self.copy(logits, features, context, weights, embedded, state.extra["src"])
         return mixed
 
     def step(self, prev: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         """(B,) previous tokens → log-probabilities (B, V) of the next token, next state."""
         step_tokens = getattr(self.decoder, "step_tokens", None)
+        embedded = None
         if step_tokens is not None and self.copy is None:  # copying needs the embedding too
             features, state = step_tokens(prev, self.tgt_embed, state)
-            logits = project(self.generator, features)
-            return torch.log_softmax(logits.float(), dim=-1), state
-        embedded = self.tgt_embed(prev)
-        features, state = self.decoder.step(embedded, state)
-
+        else:
+            embedded = self.tgt_embed(prev)
+            features, state = self.decoder.step(embedded, state)
         scores = self._scores(
             features.unsqueeze(1),
             state,
-            embedded.unsqueeze(1),
+            _one(embedded),
             _one(state.context),
             _one(state.weights),
         ).squeeze(1)
@@ -218,97 +214,3 @@ class Seq2Seq(nn.Module):
 def _one(tensor: Tensor | None) -> Tensor | None:
     """(B, ·) → (B, 1, ·): a single step shaped as a sequence."""
     return None if tensor is None else tensor.unsqueeze(1)
-
-
-def _problem(path: str, message: str) -> RecipeError:
-    return RecipeError("the recipe", [Problem(path, message)])
-
-
-def build_model(
-    cfg: ModelConfig,
-    src_vocab_size: int,
-    tgt_vocab_size: int,
-    specials: Specials = Specials(),
-    init_parameters: bool = True,
-) -> Seq2Seq:
-    """Assemble the model from registered components; sizes flow in as keyword arguments.
-
-    `init_parameters=False` skips the recipe's initialisation, for weights loaded next.
-    """
-    src_embed = nn.Embedding(src_vocab_size, cfg.embedding_dim, padding_idx=specials.pad)
-    if cfg.share_embeddings and src_vocab_size != tgt_vocab_size:
-        raise _problem("model.share_embeddings", "needs one joint vocabulary")
-    tgt_embed = (
-        src_embed
-        if cfg.share_embeddings
-        else nn.Embedding(tgt_vocab_size, cfg.embedding_dim, padding_idx=specials.pad)
-    )
-    encoder = build("encoder", cfg.encoder, where="model.encoder", input_size=cfg.embedding_dim)
-    make_attention: Any = None
-    if cfg.attention is not None:
-        make_attention = partial(
-            build, "attention", cfg.attention, where="model.attention", key_size=encoder.output_size
-        )
-    decoder = build(
-        "decoder",
-        cfg.decoder,
-        where="model.decoder",
-        input_size=cfg.embedding_dim,
-        memory_size=encoder.output_size,
-        make_attention=make_attention,
-    )
-    if cfg.tie_output and decoder.hidden_size != cfg.embedding_dim:
-        raise _problem(
-            "model.tie_output",
-            f"needs the decoder hidden_size ({decoder.hidden_size}) "
-            f"equal to model.embedding_dim ({cfg.embedding_dim})",
-        )
-    copy = None
-    if cfg.copy:
-        if getattr(decoder, "attention", None) is None:
-            raise _problem("model.copy", "copying points with attention; set model.attention")
-        copy = PointerGenerator(decoder.hidden_size, encoder.output_size, cfg.embedding_dim)
-    model = Seq2Seq(
-        src_embed,
-        tgt_embed,
-        encoder,
-        decoder,
-        tgt_vocab_size,
-        cfg.embedding_dropout,
-        cfg.tie_output,
-        specials,
-        copy,
-    )
-    if init_parameters:
-        initialize(model, cfg.init_scale)
-    for name in cfg.freeze:
-        for param in getattr(model, name).parameters():
-            param.requires_grad_(False)
-    return model
-
-
-def initialize(model: Seq2Seq, scale: float | None) -> None:
-    """Set every parameter, then zero the embeddings' pad rows.
-
-    scale s: every parameter, biases and embeddings included, uniform in ±s (OpenNMT-py's
-    param_init; on ddtp-de-en it learns far faster than the fan-in scheme, see the README).
-    scale None: uniform ±1/√fan-in matrices, zero biases, N(0, 1/√E) embeddings.
-    """
-    for name, param in model.named_parameters():
-        if scale is not None:
-            nn.init.uniform_(param, -scale, scale)
-        elif "embed" in name.split(".")[0] and param.dim() == 2:
-            nn.init.normal_(param, std=param.size(1) ** -0.5)
-        elif param.dim() >= 2:
-            bound = 1.0 / math.sqrt(param.size(-1))
-            nn.init.uniform_(param, -bound, bound)
-        else:
-            nn.init.zeros_(param)
-    for module in (model.src_embed, model.tgt_embed):
-        with torch.no_grad():
-            module.weight[module.padding_idx or 0].zero_()
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of distinct trainable parameters (tied matrices counted once)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -131,6 +131,24 @@ def check_decoder(spec: Any, attention: Any = "bahdanau", input_size: int = E) -
     one = decoder.init_state(EncoderOutput(memory[1:2], encoded.final[:, 1:2], mask[1:2]))
     out_one, _ = decoder.step(steps[1:2, 0], one)
     assert torch.allclose(out_one, outs[0][1:2], atol=1e-5), "batch of one differs from its row"
+    if getattr(decoder, "step_tokens", None) is not None:
+        _check_step_tokens(decoder, state, input_size)
     stepped.sum().backward()
     for name, param in decoder.named_parameters():
         assert param.grad is not None, f"no gradient to {name}"
+
+
+def _check_step_tokens(decoder: Any, state: DecoderState, input_size: int) -> None:
+    """The optional `step_tokens(prev, embedding, state)` equals `step(embedding(prev), state)`,
+    over three steps and in decoding's no-grad mode, where shortcuts (a gate table) may run."""
+    embedding = torch.nn.Embedding(11, input_size)
+    tokens = torch.randint(11, (3, B))
+    if hasattr(decoder, "prepare_tokens"):
+        decoder.prepare_tokens(embedding)
+    with torch.no_grad():
+        plain, by_tokens = state, state
+        for t in range(3):
+            want, plain = decoder.step(embedding(tokens[t]), plain)
+            got, by_tokens = decoder.step_tokens(tokens[t], embedding, by_tokens)
+            assert got.shape == want.shape, f"step_tokens output {tuple(got.shape)}"
+            assert torch.allclose(got, want, atol=1e-5), f"step_tokens != step at step {t}"

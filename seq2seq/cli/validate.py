@@ -20,7 +20,7 @@ from seq2seq.cli.options import split_overrides
 def validate_command(args: tuple[str, ...], vocab_size: int | None) -> None:
     """Check RECIPE, print the model structure and parameter count, or list every problem."""
     from seq2seq import registry
-    from seq2seq.model import build_model, count_parameters
+    from seq2seq.assemble import build_model, count_parameters
     from seq2seq.recipe import load_recipe
 
     recipe_path, overrides = split_overrides(args)

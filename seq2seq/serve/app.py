@@ -16,10 +16,10 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from seq2seq import __version__, registry
+from seq2seq.assemble import count_parameters
 from seq2seq.bundle import Loaded
 from seq2seq.cli.options import build_search, search_spec
 from seq2seq.errors import Problem, RecipeError, Seq2SeqError
-from seq2seq.model import count_parameters
 from seq2seq.serve.batcher import Batcher, Busy
 from seq2seq.serve.schemas import Limits, TranslateRequest, TranslateResponse, TranslationOut
 

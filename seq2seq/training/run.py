@@ -10,10 +10,10 @@ from pathlib import Path
 
 import torch
 
+from seq2seq.assemble import count_parameters
 from seq2seq.bundle import load_tokenizers, read_bundle_meta, write_bundle
 from seq2seq.device import pick_device
 from seq2seq.errors import InterruptedRun, Problem, RecipeError, Seq2SeqError, StorageError
-from seq2seq.model import count_parameters
 from seq2seq.plots.tensorboard import summary_writer_class
 from seq2seq.recipe import Recipe, TrainConfig, apply_overrides, parse_recipe
 from seq2seq.training import checkpoint as ckpt

@@ -11,10 +11,11 @@ from typing import Any
 import torch
 
 from seq2seq import registry
+from seq2seq.assemble import build_model
 from seq2seq.data.batching import Batch, make_batch
 from seq2seq.errors import BundleError
 from seq2seq.metrics.score import metric_names
-from seq2seq.model import Seq2Seq, build_model
+from seq2seq.model import Seq2Seq
 from seq2seq.recipe import LOSS_METRICS, Recipe
 from seq2seq.training import checkpoint as ckpt
 from seq2seq.training.distributed import Group

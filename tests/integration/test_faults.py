@@ -16,8 +16,9 @@ import pytest
 import torch
 import yaml
 
+from seq2seq.assemble import build_model
 from seq2seq.errors import StorageError
-from seq2seq.model import Specials, build_model
+from seq2seq.model import Specials
 from seq2seq.recipe import parse_recipe
 from seq2seq.training import checkpoint as ckpt
 from seq2seq.training.run import train

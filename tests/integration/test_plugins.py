@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from seq2seq import registry
+from seq2seq.assemble import build_model
 from seq2seq.errors import PluginError, RecipeError
-from seq2seq.model import build_model
 from seq2seq.modules.attention.multiplicative import DotAttention
 from seq2seq.recipe import parse_recipe
 from seq2seq.registry import build, check, get, names, plugin_problems

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from seq2seq import registry
-from seq2seq.model import build_model
+from seq2seq.assemble import build_model
 from seq2seq.recipe import (
     DataConfig,
     ModelConfig,

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from seq2seq import registry
+from seq2seq.assemble import build_model
 from seq2seq.data.batching import make_batch
-from seq2seq.model import Seq2Seq, build_model
+from seq2seq.model import Seq2Seq
 from seq2seq.modules.protocols import HEAD_WEIGHTS
 from seq2seq.plots.attention import attention_figure
 from seq2seq.recipe import ModelConfig

@@ -10,8 +10,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from seq2seq.assemble import build_model
 from seq2seq.data.batching import make_batch
-from seq2seq.model import Seq2Seq, build_model
+from seq2seq.model import Seq2Seq
 from seq2seq.recipe import ModelConfig
 from seq2seq.search.beam import BeamSearch
 from seq2seq.search.constraints import block_repeats

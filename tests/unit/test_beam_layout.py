@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import torch
 
+from seq2seq.assemble import build_model
 from seq2seq.data.batching import make_batch
-from seq2seq.model import Seq2Seq, build_model
+from seq2seq.model import Seq2Seq
 from seq2seq.modules.protocols import DecoderState
 from seq2seq.recipe import ModelConfig
 from seq2seq.search.beam import BeamSearch

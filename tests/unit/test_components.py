@@ -63,6 +63,23 @@ def test_decoder_inits(decoder: str, init: str) -> None:
     check_decoder({"type": decoder, "hidden_size": 10, "init": init, "dropout": 0.0})
 
 
+@pytest.mark.usefixtures("clean_registry")
+def test_decoder_check_catches_a_wrong_step_tokens() -> None:
+    """check_decoder holds a decoder's step_tokens to its step: one that feeds the wrong tokens
+    (here the previous row's) fails, the built-in one passes."""
+    from seq2seq.modules.decoders import LuongDecoder
+
+    class Shifted(LuongDecoder):
+        def step_tokens(self, prev, embedding, state):  # type: ignore[no-untyped-def]
+            return super().step_tokens(prev.roll(1), embedding, state)
+
+    registry.register("decoder", "shifted")(Shifted)
+    spec = {"hidden_size": 10, "dropout": 0.0}
+    check_decoder({"type": "luong", **spec})
+    with pytest.raises(AssertionError, match="step_tokens != step at step 0"):
+        check_decoder({"type": "shifted", **spec})
+
+
 def test_init_last_needs_matching_sizes() -> None:
     """init 'last' copies the encoder state, so sizes must match; the error says how to fix."""
     with pytest.raises(registry.RecipeError, match="init 'last' needs decoder hidden_size"):

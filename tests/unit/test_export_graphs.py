@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 import torch
 
+from seq2seq.assemble import build_model
 from seq2seq.errors import BundleError
 from seq2seq.export.graphs import StateLayout, example_batch, flatten, layout_of, unflatten
 from seq2seq.export.traced import TracedModel
 from seq2seq.export.write import quantize_int8, trace, verify
-from seq2seq.model import Seq2Seq, build_model
+from seq2seq.model import Seq2Seq
 from seq2seq.recipe import parse_recipe
 from tests.conftest import tiny_recipe
 

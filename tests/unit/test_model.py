@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from seq2seq.assemble import build_model, count_parameters
 from seq2seq.errors import RecipeError
-from seq2seq.model import build_model, count_parameters
 from seq2seq.recipe import ModelConfig
 from seq2seq.training.loss import sequence_loss
 

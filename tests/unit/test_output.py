@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from seq2seq.model import build_model
+from seq2seq.assemble import build_model
 from seq2seq.modules.output import projected_cross_entropy, sequence_loss
 from seq2seq.recipe import ModelConfig
 

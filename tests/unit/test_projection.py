@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from seq2seq.model import build_model
+from seq2seq.assemble import build_model
 from seq2seq.modules import projection
 from seq2seq.modules.projection import cache_projection, project
 from seq2seq.recipe import ModelConfig

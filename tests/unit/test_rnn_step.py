@@ -10,8 +10,9 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from seq2seq.assemble import build_model
 from seq2seq.data.batching import make_batch
-from seq2seq.model import Seq2Seq, build_model
+from seq2seq.model import Seq2Seq
 from seq2seq.modules import rnn_step
 from seq2seq.modules.decoders import LuongDecoder
 from seq2seq.modules.protocols import DecoderState
@@ -208,3 +209,18 @@ def test_a_subclass_with_its_own_step_gets_the_embedding() -> None:
         model.step(torch.tensor([1, 5]), _first_state(model))
     assert _OwnStep.calls == 1
     assert rnn_step._tables.peek(own.rnn) is None
+
+
+def test_the_table_path_ends_in_the_models_own_scores() -> None:
+    """A Seq2Seq subclass that changes `_scores` is heard in decoding steps with the table too."""
+
+    class Tempered(Seq2Seq):
+        def _scores(self, features: Tensor, *rest: Any) -> Tensor:
+            return super()._scores(features, *rest) / 1e6
+
+    model = _model("luong", "gru")
+    model.__class__ = Tempered
+    with torch.no_grad():
+        log_probs, _ = model.step(torch.tensor([1, 5]), _first_state(model))
+    assert rnn_step._tables.peek(model.decoder.rnn) is not None  # the table path ran
+    torch.testing.assert_close(log_probs.exp(), torch.full((2, V), 1 / V), rtol=0, atol=1e-5)
