@@ -101,7 +101,7 @@ class Seq2Seq(nn.Module):
     ) -> Tensor:
         """(B, T, ·) inputs → logits, or log-probabilities with copying.
 
-        `embedded` (the decoder's inputs) is None in decoding steps without copying."""
+        `embedded` (the decoder's inputs) is None on the `step_tokens` path (never with copying)."""
         logits = project(self.generator, features)
         if self.copy is None:
             return logits

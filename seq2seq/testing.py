@@ -87,7 +87,8 @@ def check_encoder(spec: Any, input_size: int = E) -> None:
 
 
 def check_decoder(spec: Any, attention: Any = "bahdanau", input_size: int = E) -> None:
-    """Step shapes, state reordering, batch-of-one equals a row, parallel path equals steps."""
+    """Step shapes, state reordering, batch-of-one equals a row, parallel path equals steps,
+    `step_tokens` (where there is one) equals `step`."""
     from functools import partial
 
     torch.manual_seed(0)
@@ -140,15 +141,20 @@ def check_decoder(spec: Any, attention: Any = "bahdanau", input_size: int = E) -
 
 def _check_step_tokens(decoder: Any, state: DecoderState, input_size: int) -> None:
     """The optional `step_tokens(prev, embedding, state)` equals `step(embedding(prev), state)`,
-    over three steps and in decoding's no-grad mode, where shortcuts (a gate table) may run."""
+    over three steps in decoding's no-grad mode, where shortcuts (a gate table) may run; also on
+    beam search's shared layout where the decoder takes it."""
     embedding = torch.nn.Embedding(11, input_size)
-    tokens = torch.randint(11, (3, B))
-    if hasattr(decoder, "prepare_tokens"):
-        decoder.prepare_tokens(embedding)
+    starts = [state]
+    if getattr(decoder, "shares_source", False):
+        starts.append(state.expand_beams(2))
     with torch.no_grad():
-        plain, by_tokens = state, state
-        for t in range(3):
-            want, plain = decoder.step(embedding(tokens[t]), plain)
-            got, by_tokens = decoder.step_tokens(tokens[t], embedding, by_tokens)
-            assert got.shape == want.shape, f"step_tokens output {tuple(got.shape)}"
-            assert torch.allclose(got, want, atol=1e-5), f"step_tokens != step at step {t}"
+        if hasattr(decoder, "prepare_tokens"):
+            decoder.prepare_tokens(embedding)
+        for start in starts:
+            tokens = torch.randint(11, (3, start.mask.size(0) * start.beams))
+            plain, by_tokens = start, start
+            for t in range(3):
+                want, plain = decoder.step(embedding(tokens[t]), plain)
+                got, by_tokens = decoder.step_tokens(tokens[t], embedding, by_tokens)
+                assert got.shape == want.shape, f"step_tokens output {tuple(got.shape)}"
+                assert torch.allclose(got, want, atol=1e-5), f"step_tokens != step at step {t}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -78,6 +80,25 @@ def test_decoder_check_catches_a_wrong_step_tokens() -> None:
     check_decoder({"type": "luong", **spec})
     with pytest.raises(AssertionError, match="step_tokens != step at step 0"):
         check_decoder({"type": "shifted", **spec})
+
+
+@pytest.mark.parametrize("layout", ["plain", "shared"])
+def test_decoder_check_runs_the_gate_table(layout: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The step_tokens check reaches the built-in decoders' gate table (decoding's path) on the
+    plain layout and on beam search's shared one (2 beams, 6 rows): gates off by 1e-3 there fail."""
+    from seq2seq.modules import rnn_step
+    from seq2seq.testing import B
+
+    real = rnn_step.token_gates
+    rows = B if layout == "plain" else 2 * B
+
+    def off_by_a_little(rnn: Any, embedding: Any, prev: torch.Tensor) -> torch.Tensor:
+        gates = real(rnn, embedding, prev)
+        return gates + 1e-3 if prev.numel() == rows else gates
+
+    monkeypatch.setattr(rnn_step, "token_gates", off_by_a_little)
+    with pytest.raises(AssertionError, match="step_tokens != step at step 0"):
+        check_decoder({"type": "bahdanau", "hidden_size": 10, "dropout": 0.0})
 
 
 def test_init_last_needs_matching_sizes() -> None:
