@@ -11,8 +11,11 @@ Usage: python bench/decode_levers.py RUN_DIR SOURCE [--lines 128] [--rounds 3] [
   shared    + beam search holds the memory, mask and keys once per sentence
   topk      + beam search's top-2k through block maxima
   projection + the output projection from a cached contiguous Wᵀ
-  argmax    + greedy's argmax through block maxima (the current decoding code; variant() also
-            knows the training levers "gru" and "masks", see bench/levers.py)
+  argmax    + greedy's argmax through block maxima
+  factored  + the blocked scores' σ(q + k) as 1 / (1 + e⁻ᵠ e⁻ᵏ)
+  table     + the decoder RNN's first-layer input gates looked up per token (the current
+            decoding code; variant() also knows the training levers "gru" and "masks", see
+            bench/levers.py)
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ from seq2seq import model as model_module
 from seq2seq.bundle import load_run
 from seq2seq.inference import decode_ids
 from seq2seq.model import Seq2Seq
-from seq2seq.modules import gru
-from seq2seq.modules.attention import additive, as_steps, attend, from_steps
+from seq2seq.modules import gru, rnn_step
+from seq2seq.modules.attention import additive, additive_scores, as_steps, attend, from_steps
 from seq2seq.modules.attention.additive import AdditiveAttention
 from seq2seq.modules.attention.additive_scores import reference_scores
 from seq2seq.modules.dropout import Dropout
@@ -113,6 +116,8 @@ LEVERS = (
     "topk",
     "projection",
     "argmax",
+    "factored",
+    "table",
 )
 # gru and masks are training levers: gru.supports needs a graph, and eval mode drops no units
 DECODING_LEVERS = tuple(name for name in LEVERS if name not in ("gru", "masks"))
@@ -153,6 +158,11 @@ def variant(name: str) -> Iterator[None]:
     uniform_masks = Dropout.forward
     projection, greedy_top = model_module.project, greedy_module.top_1
     shares_source, beam_top = Seq2Seq.shares_source, beam_module.top_k
+    factor_bound, table_usable = additive_scores.FACTOR_BOUND, rnn_step.usable
+    if lacks("table"):
+        rnn_step.usable = lambda *args: False  # type: ignore[assignment]  # the RNN module steps
+    if lacks("factored"):
+        additive_scores.FACTOR_BOUND = -1.0  # no value within it: σ of the sum everywhere
     if lacks("shared"):  # every hypothesis gets its own copy of the memory
         Seq2Seq.shares_source = property(lambda self: False)  # type: ignore[method-assign,assignment]
     if lacks("topk"):
@@ -194,6 +204,7 @@ def variant(name: str) -> Iterator[None]:
         Dropout.forward = uniform_masks  # type: ignore[method-assign]
         model_module.project, greedy_module.top_1 = projection, greedy_top
         Seq2Seq.shares_source, beam_module.top_k = shares_source, beam_top  # type: ignore[method-assign]
+        additive_scores.FACTOR_BOUND, rnn_step.usable = factor_bound, table_usable
 
 
 def main() -> None:

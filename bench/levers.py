@@ -9,7 +9,8 @@ budget 2,000 from length-sorted buckets) and random ids: speed does not depend o
   sigmoid    + additive scores as 2 vᵀ σ(2h), the (B, T, S, A) sum made whole
   blocked    + that sum made and differentiated in cache-sized blocks
   gru        + the GRUs from modules/gru.py: whole-sequence gates, a hand-written backward
-  masks      + dropout masks drawn as uniform ≥ p instead of Bernoulli (current)
+  masks      + dropout masks drawn as uniform ≥ p instead of Bernoulli
+  factored   + the blocked scores' σ(q + k) as 1 / (1 + e⁻ᵠ e⁻ᵏ) (the current code)
   bf16       the current code under CPU bf16 autocast
   compile    the current code with torch.compile(model.run)
   fusedadam  the current code with torch.optim.Adam(fused=True); foreachadam: foreach=True
@@ -63,6 +64,7 @@ OLDER_CODE = {
     "sigmoid": "drop",
     "blocked": "blocked",
     "gru": "gru",
+    "masks": "masks",
 }
 
 
@@ -102,7 +104,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--updates", type=int, default=4, help="updates per lever per round")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--levers", default="before,fused,sigmoid,blocked,gru,masks,bf16")
+    parser.add_argument("--levers", default="before,fused,sigmoid,blocked,gru,masks,factored,bf16")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     recipe = load_recipe(ROOT / "recipes" / "bench-matched.yaml")
