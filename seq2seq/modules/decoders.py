@@ -20,15 +20,15 @@ from seq2seq.modules.protocols import (
     needs_history,
     with_heads,
 )
+from seq2seq.modules.rnn_step import Hidden
 from seq2seq.registry import register
 
 Cell = Literal["gru", "lstm"]
-Hidden = Tensor | tuple[Tensor, Tensor]
 
 
 def next_state(
     state: DecoderState,
-    hidden: Tensor | tuple[Tensor, Tensor],
+    hidden: Hidden,
     context: Tensor | None,
     weights: Tensor | None,
     heads: Tensor | None,

@@ -70,7 +70,6 @@ def usable(rnn: nn.Module, embedding: nn.Module) -> bool:
         and rnn.bias
         and rnn.proj_size == 0
         and (not rnn.training or rnn.num_layers == 1 or rnn.dropout == 0)
-        and weight.device.type == "cpu"
         and weight.dtype in (torch.float32, torch.float64)
         and embedding.weight.dtype == weight.dtype
         and not weight.is_inference()
