@@ -12,6 +12,7 @@ budget 2,000 from length-sorted buckets) and random ids: speed does not depend o
   masks      + dropout masks drawn as uniform ≥ p instead of Bernoulli
   factored   + the blocked scores' σ(q + k) as 1 / (1 + e⁻ᵠ e⁻ᵏ) (the current code)
   bf16       the current code under CPU bf16 autocast
+  bf16out    the current code with only the fused loss's products in bf16 (low_precision_output)
   compile    the current code with torch.compile(model.run)
   fusedadam  the current code with torch.optim.Adam(fused=True); foreachadam: foreach=True
 """
@@ -35,6 +36,7 @@ from bench.peers import prepare_data
 from seq2seq.assemble import build_model
 from seq2seq.data.batching import make_batch, token_batches
 from seq2seq.model import Seq2Seq
+from seq2seq.modules.output import low_precision_output
 from seq2seq.recipe import load_recipe
 from seq2seq.training.loss import sequence_loss
 
@@ -79,9 +81,11 @@ def update_fn(model: Seq2Seq, lever: str) -> Callable[[object], int]:
 
     def update(batch: object) -> int:
         b = batch  # a Batch
-        context = (
-            torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
-        )
+        context: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+        if autocast:
+            context = torch.autocast("cpu", dtype=torch.bfloat16)
+        elif lever == "bf16out":
+            context = low_precision_output(torch.bfloat16)
         older = OLDER_CODE.get(lever)
         with context, variant(older) if older else contextlib.nullcontext():
             if lever == "before":
@@ -104,7 +108,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--updates", type=int, default=4, help="updates per lever per round")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--levers", default="before,fused,sigmoid,blocked,gru,masks,factored,bf16")
+    parser.add_argument(
+        "--levers", default="before,fused,sigmoid,blocked,gru,masks,factored,bf16,bf16out"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     recipe = load_recipe(ROOT / "recipes" / "bench-matched.yaml")

@@ -1,8 +1,8 @@
 """Training throughput of seq2seq on the matched setup: target and source tokens/s, time per epoch,
-peak RSS, in fp32 and under bf16 autocast.
+peak RSS, in fp32, under bf16 autocast, and with bf16 products in the output layer alone.
 
-Usage: python bench/train_speed.py [--precision fp32|bf16|both] [--seconds 120] [--warmup 30]
-       [--threads 2] [--recipe recipes/bench-matched.yaml] [KEY=VALUE ...]
+Usage: python bench/train_speed.py [--precision fp32|bf16|bf16-output|both|all] [--seconds 120]
+       [--warmup 30] [--threads 2] [--recipe recipes/bench-matched.yaml] [KEY=VALUE ...]
 Each precision runs in its own process (so each peak RSS is its own). Real updates (forward with
 the fused loss, backward, clipping, the recipe's optimizer: what the trainer does) on the real
 corpus in the recipe's batch order; the rate is the median
@@ -32,6 +32,7 @@ from seq2seq import registry
 from seq2seq.assemble import build_model
 from seq2seq.data.batching import Batch, make_batch, token_batches
 from seq2seq.model import Seq2Seq
+from seq2seq.modules.output import low_precision_output
 from seq2seq.recipe import Recipe, load_recipe
 from seq2seq.training.prepare import prepare
 from seq2seq.training.run import seed_everything
@@ -40,9 +41,11 @@ RECIPE = ROOT / "recipes" / "bench-matched.yaml"
 
 
 def precision_context(precision: str) -> contextlib.AbstractContextManager[object]:
-    """bf16 autocast on the CPU, or nothing."""
+    """bf16 autocast on the CPU, bf16 products of the output layer alone, or nothing."""
     if precision == "bf16":
         return torch.autocast("cpu", dtype=torch.bfloat16)
+    if precision == "bf16-output":
+        return low_precision_output(torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -162,7 +165,9 @@ def row(result: dict[str, float | str | None]) -> list[str]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--precision", choices=["fp32", "bf16", "both"], default="both")
+    parser.add_argument(
+        "--precision", choices=["fp32", "bf16", "bf16-output", "both", "all"], default="both"
+    )
     parser.add_argument("--seconds", type=float, default=120.0, help="measuring time after warm-up")
     parser.add_argument("--warmup", type=int, default=30, help="updates not counted")
     parser.add_argument("--window", type=int, default=10, help="updates per rate window")
@@ -179,7 +184,9 @@ def main() -> None:
     if args.json:
         print(json.dumps(measure(args)))
         return
-    precisions = ["fp32", "bf16"] if args.precision == "both" else [args.precision]
+    precisions = {"both": ["fp32", "bf16"], "all": ["fp32", "bf16", "bf16-output"]}.get(
+        args.precision, [args.precision]
+    )
     results = [run_child(args, p) for p in precisions]
     print(f"machine: {machine()}; {args.threads} threads")
     print(table(ROW_HEADER, [row(r) for r in results]))

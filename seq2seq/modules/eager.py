@@ -20,6 +20,20 @@ def autocast_on_cpu() -> bool:
         return bool(torch.is_autocast_cpu_enabled())
 
 
+def autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype autocast gives products on this device type, or None when it is off."""
+    try:
+        if not torch.is_autocast_enabled(device_type):
+            return None
+        return torch.get_autocast_dtype(device_type)
+    except (TypeError, AttributeError):  # torch < 2.4: the per-device queries
+        if device_type == "cpu":
+            on, dtype = torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype()
+        else:
+            on, dtype = torch.is_autocast_enabled(), torch.get_autocast_gpu_dtype()
+        return dtype if on else None
+
+
 def eager_cpu(tensor: Tensor) -> bool:
     """True for a CPU tensor in plain eager mode: not tracing, scripting or compiling.
 

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from seq2seq.data.batching import Batch
 from seq2seq.errors import Seq2SeqError
 from seq2seq.model import ModelOutput, Seq2Seq
+from seq2seq.modules.output import low_precision_output
 from seq2seq.recipe import TrainConfig
 from seq2seq.training.distributed import Group
 
@@ -57,8 +58,8 @@ class TeacherForced(nn.Module):
 
 
 def autocast_dtype(name: str, device: torch.device) -> torch.dtype | None:
-    """train.precision → the autocast dtype (None: float32 throughout)."""
-    if name == "fp32" or (name == "auto" and device.type != "cuda"):
+    """train.precision → the autocast dtype (None: no autocast)."""
+    if name in ("fp32", "bf16-output") or (name == "auto" and device.type != "cuda"):
         return None
     if name == "fp16":
         return torch.float16
@@ -66,6 +67,15 @@ def autocast_dtype(name: str, device: torch.device) -> torch.dtype | None:
         if name == "bf16":
             raise Seq2SeqError("train.precision: bf16 is not supported by this GPU; use fp16")
         return torch.float16
+    return torch.bfloat16
+
+
+def output_dtype(name: str, device: torch.device) -> torch.dtype | None:
+    """train.precision → the dtype of the fused output layer's products alone (bf16-output)."""
+    if name != "bf16-output":
+        return None
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise Seq2SeqError("train.precision: this GPU has no bf16 for bf16-output; use fp16")
     return torch.bfloat16
 
 
@@ -98,6 +108,7 @@ class Updater:
                 find_unused_parameters=False,
             )
         self.dtype = autocast_dtype(cfg.precision, group.device)
+        self.output_dtype = output_dtype(cfg.precision, group.device)
         # fp16 gradients underflow without loss scaling; bf16 has float32's range
         self.scaler = torch.amp.GradScaler(group.device.type, enabled=self.dtype == torch.float16)
 
@@ -137,7 +148,10 @@ class Updater:
         coverage = cfg.coverage_loss
         use_coverage = coverage is not None and step >= coverage.start_step
         device = self.group.device.type
-        with torch.autocast(device, dtype=self.dtype, enabled=self.dtype is not None):
+        products: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        if self.output_dtype is not None:
+            products = low_precision_output(self.output_dtype)
+        with torch.autocast(device, dtype=self.dtype, enabled=self.dtype is not None), products:
             output = self.net(
                 batch.src,
                 batch.src_lengths,

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from seq2seq.assemble import build_model
-from seq2seq.modules.output import projected_cross_entropy, sequence_loss
+from seq2seq.modules import output
+from seq2seq.modules.output import low_precision_output, projected_cross_entropy, sequence_loss
 from seq2seq.recipe import ModelConfig
 
 
@@ -72,6 +73,72 @@ def test_fused_under_bf16_autocast_stays_close() -> None:
         fused, _ = projected_cross_entropy(features.bfloat16(), generator, targets)
     assert fused.dtype == torch.float32
     assert torch.allclose(fused, reference, rtol=2e-2)
+
+
+def _relative_errors(got: list[torch.Tensor], expected: list[torch.Tensor]) -> list[float]:
+    return [float((g - e).norm() / e.norm()) for g, e in zip(got, expected, strict=True)]
+
+
+@pytest.mark.parametrize("low", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize(
+    ("rows", "chunk", "smoothing", "bias"),
+    [
+        (150, 64, 0.0, True),  # chunks 64, 64, 22: the last one padded to 64 rows
+        (150, 512, 0.1, True),  # one chunk of 150 padded to 192
+        (130, 40, 0.1, False),  # chunks of 40 padded to 64, then 10 padded to 64
+    ],
+)
+def test_low_precision_products_match_float32(
+    low: torch.dtype, rows: int, chunk: int, smoothing: float, bias: bool
+) -> None:
+    """Products in bf16/fp16 (sums and softmax in float32) give the float32 loss and gradients
+    to within their rounding, padded chunks included: a padding row that reached the weight's
+    gradient, or a chunk's stale rows, would be errors of order one."""
+    torch.manual_seed(0)
+    features = (torch.randn(rows, 32) * 0.5).requires_grad_(True)
+    generator = nn.Linear(32, 300, bias=bias)
+    targets = torch.randint(1, 300, (rows,))
+    reference, _ = sequence_loss(generator(features), targets, 0, smoothing)
+    reference.backward()
+    params = [features, generator.weight] + ([generator.bias] if bias else [])
+    expected = _grads(*params)
+    fused, count = projected_cross_entropy(
+        features, generator, targets, 0, smoothing, chunk, matmul_dtype=low
+    )
+    fused.backward()
+    got = _grads(*params)
+    assert fused.dtype == torch.float32 and int(count) == rows
+    assert abs(float(fused - reference)) / float(reference) < 1e-3
+    assert len(got) == len(expected) == (3 if bias else 2)
+    tolerance = 1e-2 if low == torch.bfloat16 else 2e-3  # 8 against 11 bits of mantissa
+    assert max(_relative_errors(got, expected)) < tolerance
+    assert all(g.dtype == torch.float32 for g in got)
+
+
+def test_low_precision_output_sets_the_products_for_its_block() -> None:
+    """Inside the block the fused loss is the bf16 one, bit for bit; outside, and after an inner
+    block ends, the float32 one again."""
+    torch.manual_seed(0)
+    features = torch.randn(70, 16, requires_grad=True)
+    generator = nn.Linear(16, 50)
+    targets = torch.randint(1, 50, (70,))
+
+    def loss(**kwargs: object) -> float:
+        return float(projected_cross_entropy(features, generator, targets, **kwargs)[0])
+
+    plain, bf16 = loss(), loss(matmul_dtype=torch.bfloat16)
+    assert plain != bf16
+    with low_precision_output(torch.float16):
+        with low_precision_output(torch.bfloat16):
+            assert loss() == bf16
+        assert loss() == loss(matmul_dtype=torch.float16)
+    assert loss() == plain
+
+
+def test_low_precision_buffers_are_padded_to_few_shapes() -> None:
+    """Row counts round up to PAD_ROWS, so a new batch length rarely means a new product shape
+    (each new shape costs oneDNN a kernel and glibc's heap a hole)."""
+    assert [output._padded(n) for n in (1, 64, 65, 500, 512)] == [64, 64, 128, 512, 512]
 
 
 def _config(copy: bool) -> ModelConfig:

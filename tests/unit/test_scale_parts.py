@@ -16,7 +16,7 @@ from seq2seq.training.distributed import Group, inject_fault, is_peer_failure
 from seq2seq.training.feed import share, updates
 from seq2seq.training.launch import describe_failure, without_nproc
 from seq2seq.training.run import train
-from seq2seq.training.update import autocast_dtype
+from seq2seq.training.update import autocast_dtype, output_dtype
 from tests.conftest import tiny_recipe
 
 
@@ -43,6 +43,9 @@ def test_precision_choice() -> None:
     assert autocast_dtype("fp32", cpu) is None
     assert autocast_dtype("bf16", cpu) is torch.bfloat16
     assert autocast_dtype("fp16", cpu) is torch.float16
+    assert autocast_dtype("bf16-output", cpu) is None  # no autocast: the output layer alone
+    assert output_dtype("bf16-output", cpu) is torch.bfloat16
+    assert all(output_dtype(name, cpu) is None for name in ("auto", "fp32", "bf16", "fp16"))
 
 
 def test_fp16_keeps_the_scaler_in_checkpoints(reversal_dir: Path, tmp_path: Path) -> None:
@@ -62,6 +65,26 @@ def test_bf16_trains_on_the_cpu(reversal_dir: Path, tmp_path: Path) -> None:
     train(parse_recipe(recipe), tmp_path / "run", device="cpu")
     saved = load_trainer_state(checkpoint_dir(tmp_path / "run", "latest"))  # type: ignore[arg-type]
     assert "scaler" not in saved and saved["loop"]["step"] == 2
+
+
+@pytest.mark.parametrize(("precision", "low"), [("bf16-output", torch.bfloat16), ("fp32", None)])
+def test_bf16_output_reaches_the_fused_loss(
+    reversal_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, precision: str, low
+) -> None:
+    """Under bf16-output every training loss multiplies in bf16 and nothing else autocasts."""
+    from seq2seq.modules import output
+
+    seen: list[tuple[object, bool]] = []
+    apply = output._ProjectedCrossEntropy.apply
+
+    def spy(*args: object) -> torch.Tensor:
+        seen.append((args[-1], torch.is_autocast_enabled("cpu")))
+        return apply(*args)
+
+    monkeypatch.setattr(output._ProjectedCrossEntropy, "apply", spy)
+    recipe = tiny_recipe(reversal_dir, train={"precision": precision, "max_steps": 2})
+    train(parse_recipe(recipe), tmp_path / "run", device="cpu")
+    assert len(seen) >= 2 and set(seen) == {(low, False)}
 
 
 def test_new_keys_are_validated(reversal_dir: Path) -> None:
