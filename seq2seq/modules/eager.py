@@ -20,7 +20,7 @@ def autocast_on_cpu() -> bool:
         return bool(torch.is_autocast_cpu_enabled())
 
 
-def autocast_dtype(device_type: str) -> torch.dtype | None:
+def active_autocast_dtype(device_type: str) -> torch.dtype | None:
     """The dtype autocast gives products on this device type, or None when it is off."""
     try:
         if not torch.is_autocast_enabled(device_type):

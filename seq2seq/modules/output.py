@@ -13,32 +13,36 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seq2seq.modules.eager import autocast_dtype
+from seq2seq.modules.eager import active_autocast_dtype
 
 CHUNK_ROWS = 512  # rows per chunk: a (512, 8000) float32 block is 16 MB, within a large L3
 PAD_ROWS = 64  # low-precision chunks are padded to a multiple of this many rows
 
-_products = threading.local()  # the dtype `low_precision_output` set in this thread
+_output_dtype = threading.local()  # the dtype `low_precision_output` set in this thread
 
 
 @contextlib.contextmanager
-def low_precision_output(dtype: torch.dtype) -> Iterator[None]:
-    """Within this block the fused loss multiplies in `dtype` (bf16 or fp16) and the rest of
-    the model keeps its own: the output layer holds most of the FLOPs at an 8k vocabulary,
-    while recurrent steps gain little from autocast on a CPU and pay its casts."""
-    outer = getattr(_products, "dtype", None)
-    _products.dtype = dtype
+def low_precision_output(dtype: torch.dtype = torch.bfloat16) -> Iterator[None]:
+    """Within this block the fused loss multiplies in `dtype`; the rest of the model keeps its own.
+
+    The output layer holds most of the FLOPs at an 8k vocabulary, while recurrent steps gain
+    little from autocast on a CPU and pay its casts. Meant for bf16: in fp16 the unscaled
+    gradient's small probabilities would round to zero (a loss scaler scales only later).
+    """
+    outer = getattr(_output_dtype, "dtype", None)
+    _output_dtype.dtype = dtype
     try:
         yield
     finally:
-        _products.dtype = outer
+        _output_dtype.dtype = outer
 
 
 class _ProjectedCrossEntropy(torch.autograd.Function):
     """Summed cross-entropy of softmax(x Wᵀ + b) against targets; gradients made in forward.
 
-    With `low` (bf16 or fp16) the three products take their operands in that type, as autocast
-    would, while the softmax, its gradient and every sum stay in float32.
+    With `low` (bf16, or fp16 when asked for) the three products take operands in that type and
+    round their results to it, as autocast would; the softmax, its gradient and the sums over
+    chunks stay in float32.
     """
 
     @staticmethod
@@ -57,20 +61,14 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
         grad_x = torch.empty_like(features)
         grad_w = torch.zeros_like(weight)
         grad_b = None if bias is None else torch.zeros_like(bias)
-        w = weight if low is None else weight.to(low)
         # one block for every chunk's logits: glibc's malloc gave each freed (chunk, V) block
         # back to the kernel, so a fresh block per chunk paid ~4,000 page faults (16 MB) anew
         rows = min(chunk, features.size(0))
         block = features.new_empty(rows, V)
-        lows = None if low is None else _LowBuffers(_padded(rows), weight, low)
+        products = _Float32Products(weight) if low is None else _LowProducts(rows, weight, low)
         for start in range(0, features.size(0), chunk):
             x, t = features[start : start + chunk], targets[start : start + chunk]
-            n = x.size(0)
-            if lows is None:
-                logits = torch.mm(x, w.t(), out=block[:n])
-            else:
-                x = lows.take(x)
-                logits = block[:n].copy_(torch.mm(x, w.t(), out=lows.logits[: x.size(0)])[:n])
+            logits = products.logits(x, block[: x.size(0)])
             if bias is not None:
                 logits.add_(bias)
             picked = logits.gather(1, t[:, None]).squeeze(1)
@@ -86,18 +84,10 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
             grad = exps.div_(sums)  # softmax − (1 − ε) one-hot − ε / V
             if smoothing:
                 grad.sub_(smoothing / V)
-            grad[torch.arange(n, device=t.device), t] -= 1.0 - smoothing
+            grad[torch.arange(t.numel(), device=t.device), t] -= 1.0 - smoothing
             if grad_b is not None:
                 grad_b += grad.sum(0)
-            if lows is None:
-                torch.mm(grad, w, out=grad_x[start : start + chunk])  # no temporary to copy
-                grad_w.addmm_(grad.t(), x)
-            else:
-                grad = lows.logits[: x.size(0)]  # padding rows: zero, adding nothing to W's grad
-                grad[:n].copy_(exps)
-                grad[n:].zero_()
-                grad_x[start : start + chunk] = torch.mm(grad, w, out=lows.grad_x[: x.size(0)])[:n]
-                grad_w += torch.mm(grad.t(), x, out=lows.grad_w)  # rounded once per chunk
+            products.gradients(grad, grad_x[start : start + chunk], grad_w)
         ctx.save_for_backward(grad_x, grad_w, grad_b)
         return total
 
@@ -108,28 +98,62 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
         return grad_x * grad_total, grad_w * grad_total, grad_b, None, None, None, None
 
 
-def _padded(rows: int) -> int:
-    return -(-rows // PAD_ROWS) * PAD_ROWS
+class _Float32Products:
+    """A chunk's three products in the weight's own dtype, written in place."""
+
+    def __init__(self, weight: Tensor) -> None:
+        self.weight = weight
+        self.x = weight.new_empty(0)
+
+    def logits(self, x: Tensor, out: Tensor) -> Tensor:
+        """x Wᵀ into `out`; x is kept for the weight's gradient."""
+        self.x = x
+        return torch.mm(x, self.weight.t(), out=out)
+
+    def gradients(self, grad: Tensor, grad_x: Tensor, grad_w: Tensor) -> None:
+        """grad_x = grad W; grad_w += gradᵀ x."""
+        torch.mm(grad, self.weight, out=grad_x)  # no temporary to copy
+        grad_w.addmm_(grad.t(), self.x)
 
 
-class _LowBuffers:
-    """The bf16/fp16 operands and products of every chunk, allocated once, chunks padded to few
-    row counts: oneDNN's products of a new shape per batch left glibc's heap fragmented."""
+class _LowProducts(_Float32Products):
+    """The three products in bf16/fp16, in buffers made once per batch and padded to multiples
+    of PAD_ROWS rows: without the padding, a new product shape in almost every batch cost oneDNN
+    a new kernel and fragmented glibc's heap (the matched training's peak RSS went from 686 to
+    1,748 MiB)."""
 
     def __init__(self, rows: int, weight: Tensor, low: torch.dtype) -> None:
+        super().__init__(weight.to(low))
         V, H = weight.shape
-        self.x = weight.new_empty(rows, H, dtype=low)
-        self.logits = weight.new_empty(rows, V, dtype=low)
-        self.grad_x = weight.new_empty(rows, H, dtype=low)
-        self.grad_w = weight.new_empty(V, H, dtype=low)
+        padded = _padded(rows)
+        self.x_low = weight.new_empty(padded, H, dtype=low)
+        self.logits_low = weight.new_empty(padded, V, dtype=low)  # then the gradient's
+        self.grad_x_low = weight.new_empty(padded, H, dtype=low)
+        self.grad_w_low = weight.new_empty(V, H, dtype=low)
 
-    def take(self, x: Tensor) -> Tensor:
-        """x in the low dtype, with zero rows up to a multiple of PAD_ROWS."""
+    def logits(self, x: Tensor, out: Tensor) -> Tensor:
+        """x Wᵀ into `out` (float32), from x in the low type with zero rows as padding."""
         n = x.size(0)
-        padded = self.x[: _padded(n)]
-        padded[:n].copy_(x)
-        padded[n:].zero_()
-        return padded
+        self.x = self.x_low[: _padded(n)]
+        self.x[:n].copy_(x)
+        self.x[n:].zero_()
+        logits = torch.mm(self.x, self.weight.t(), out=self.logits_low[: self.x.size(0)])
+        return out.copy_(logits[:n])
+
+    def gradients(self, grad: Tensor, grad_x: Tensor, grad_w: Tensor) -> None:
+        """As the float32 products, each result rounded once to the low type and summed into
+        `grad_w` in float32. The padding rows add nothing to W's gradient: their x is zero, and
+        so is their gradient (the logits of zero rows, zeroed again so as not to rely on it)."""
+        n, low_grad = grad.size(0), self.logits_low[: self.x.size(0)]
+        low_grad[:n].copy_(grad)
+        low_grad[n:].zero_()
+        grad_x.copy_(torch.mm(low_grad, self.weight, out=self.grad_x_low[: self.x.size(0)])[:n])
+        grad_w += torch.mm(low_grad.t(), self.x, out=self.grad_w_low)
+
+
+def _padded(rows: int) -> int:
+    """`rows` rounded up to a multiple of PAD_ROWS."""
+    return -(-rows // PAD_ROWS) * PAD_ROWS
 
 
 def sequence_loss(
@@ -162,9 +186,10 @@ def projected_cross_entropy(
 ) -> tuple[Tensor, Tensor]:
     """Summed token loss of `generator(features)` against `targets`, and the number of tokens.
 
-    Equal to sequence_loss(generator(features), targets, …) in value and gradients (within
-    rounding when the products run in bf16/fp16: `matmul_dtype`, else `low_precision_output`'s,
-    else autocast's).
+    Equal to sequence_loss(generator(features), targets, …) in value and gradients. When
+    gradients are made the products may run in a lower type, within its rounding: `matmul_dtype`,
+    else `low_precision_output`'s, else bf16 under bf16 autocast (fp16 autocast keeps float32
+    here, as its unscaled gradient would round small probabilities to zero).
     Args: features (B, T, H) or (N, H); targets (B, T) or (N,), `pad_id` where no token.
     """
     keep = targets != pad_id
@@ -178,7 +203,9 @@ def projected_cross_entropy(
         logits = F.linear(x, generator.weight.float(), _float(generator.bias))
         total = F.cross_entropy(logits, t, reduction="sum", label_smoothing=label_smoothing)
         return total, count
-    low = matmul_dtype or getattr(_products, "dtype", None) or autocast_dtype(x.device.type)
+    low = matmul_dtype or getattr(_output_dtype, "dtype", None)
+    if low is None and active_autocast_dtype(x.device.type) == torch.bfloat16:
+        low = torch.bfloat16
     if low == generator.weight.dtype:
         low = None
     with torch.autocast(x.device.type, enabled=False):

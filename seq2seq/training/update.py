@@ -75,7 +75,7 @@ def output_dtype(name: str, device: torch.device) -> torch.dtype | None:
     if name != "bf16-output":
         return None
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise Seq2SeqError("train.precision: this GPU has no bf16 for bf16-output; use fp16")
+        raise Seq2SeqError("train.precision: this GPU has no bf16 for bf16-output; use fp32")
     return torch.bfloat16
 
 
@@ -148,10 +148,11 @@ class Updater:
         coverage = cfg.coverage_loss
         use_coverage = coverage is not None and step >= coverage.start_step
         device = self.group.device.type
-        products: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        output_precision: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
         if self.output_dtype is not None:
-            products = low_precision_output(self.output_dtype)
-        with torch.autocast(device, dtype=self.dtype, enabled=self.dtype is not None), products:
+            output_precision = low_precision_output(self.output_dtype)
+        autocast = torch.autocast(device, dtype=self.dtype, enabled=self.dtype is not None)
+        with autocast, output_precision:
             output = self.net(
                 batch.src,
                 batch.src_lengths,

@@ -3,6 +3,8 @@ trainer use it without changing what training computes; the fused Adam steps lik
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 from torch import nn
@@ -63,8 +65,9 @@ def test_fused_without_gradients_and_without_bias() -> None:
         assert torch.allclose(g, e, atol=1e-6)
 
 
-def test_fused_under_bf16_autocast_stays_close() -> None:
-    """bf16 features are scored in float32: the loss is close to the float32 one."""
+def test_fused_under_autocast() -> None:
+    """bf16 autocast gives the bf16 products (close to float32, in a float32 loss); fp16
+    autocast keeps float32 products, as its unscaled gradient would lose small probabilities."""
     features = torch.randn(2, 3, 8, requires_grad=True)
     generator = nn.Linear(8, 16)
     targets = torch.randint(1, 16, (2, 3))
@@ -73,6 +76,11 @@ def test_fused_under_bf16_autocast_stays_close() -> None:
         fused, _ = projected_cross_entropy(features.bfloat16(), generator, targets)
     assert fused.dtype == torch.float32
     assert torch.allclose(fused, reference, rtol=2e-2)
+    low, _ = projected_cross_entropy(features, generator, targets, matmul_dtype=torch.bfloat16)
+    assert torch.equal(fused, low)
+    with torch.autocast("cpu", dtype=torch.float16):
+        kept, _ = projected_cross_entropy(features, generator, targets)
+    assert torch.equal(kept, projected_cross_entropy(features, generator, targets)[0])
 
 
 def _relative_errors(got: list[torch.Tensor], expected: list[torch.Tensor]) -> list[float]:
@@ -92,8 +100,8 @@ def test_low_precision_products_match_float32(
     low: torch.dtype, rows: int, chunk: int, smoothing: float, bias: bool
 ) -> None:
     """Products in bf16/fp16 (sums and softmax in float32) give the float32 loss and gradients
-    to within their rounding, padded chunks included: a padding row that reached the weight's
-    gradient, or a chunk's stale rows, would be errors of order one."""
+    to within their rounding, padded chunks included: padding rows whose x and gradient both
+    held another chunk's values would reach the weight's gradient as errors of order one."""
     torch.manual_seed(0)
     features = (torch.randn(rows, 32) * 0.5).requires_grad_(True)
     generator = nn.Linear(32, 300, bias=bias)
@@ -108,7 +116,7 @@ def test_low_precision_products_match_float32(
     fused.backward()
     got = _grads(*params)
     assert fused.dtype == torch.float32 and int(count) == rows
-    assert abs(float(fused - reference)) / float(reference) < 1e-3
+    assert abs(float((fused - reference).detach())) / float(reference.detach()) < 1e-3
     assert len(got) == len(expected) == (3 if bias else 2)
     tolerance = 1e-2 if low == torch.bfloat16 else 2e-3  # 8 against 11 bits of mantissa
     assert max(_relative_errors(got, expected)) < tolerance
@@ -116,8 +124,9 @@ def test_low_precision_products_match_float32(
 
 
 def test_low_precision_output_sets_the_products_for_its_block() -> None:
-    """Inside the block the fused loss is the bf16 one, bit for bit; outside, and after an inner
-    block ends, the float32 one again."""
+    """Inside the block the fused loss is the bf16 one, bit for bit; an explicit matmul_dtype
+    wins over it and it over autocast; after an inner block the outer one holds again, and
+    after the last, float32; another thread never sees it."""
     torch.manual_seed(0)
     features = torch.randn(70, 16, requires_grad=True)
     generator = nn.Linear(16, 50)
@@ -126,13 +135,21 @@ def test_low_precision_output_sets_the_products_for_its_block() -> None:
     def loss(**kwargs: object) -> float:
         return float(projected_cross_entropy(features, generator, targets, **kwargs)[0])
 
-    plain, bf16 = loss(), loss(matmul_dtype=torch.bfloat16)
-    assert plain != bf16
+    plain, bf16, fp16 = loss(), loss(matmul_dtype=torch.bfloat16), loss(matmul_dtype=torch.float16)
+    assert len({plain, bf16, fp16}) == 3
+    in_thread: list[float] = []
     with low_precision_output(torch.float16):
         with low_precision_output(torch.bfloat16):
             assert loss() == bf16
-        assert loss() == loss(matmul_dtype=torch.float16)
+            assert loss(matmul_dtype=torch.float16) == fp16
+            other = threading.Thread(target=lambda: in_thread.append(loss()))
+            other.start()
+            other.join()
+        assert loss() == fp16
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert loss() == fp16
     assert loss() == plain
+    assert in_thread == [plain]
 
 
 def test_low_precision_buffers_are_padded_to_few_shapes() -> None:

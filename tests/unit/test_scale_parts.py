@@ -9,7 +9,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from seq2seq.errors import RecipeError
+import seq2seq.model
+from seq2seq.errors import RecipeError, Seq2SeqError
+from seq2seq.modules import output
 from seq2seq.recipe import parse_recipe
 from seq2seq.training.checkpoint import checkpoint_dir, load_trainer_state
 from seq2seq.training.distributed import Group, inject_fault, is_peer_failure
@@ -69,22 +71,37 @@ def test_bf16_trains_on_the_cpu(reversal_dir: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("precision", "low"), [("bf16-output", torch.bfloat16), ("fp32", None)])
 def test_bf16_output_reaches_the_fused_loss(
-    reversal_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, precision: str, low
+    reversal_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    precision: str,
+    low: torch.dtype | None,
 ) -> None:
-    """Under bf16-output every training loss multiplies in bf16 and nothing else autocasts."""
-    from seq2seq.modules import output
-
+    """Under bf16-output every training loss multiplies in bf16 and the model runs without
+    autocast; under fp32, in float32."""
     seen: list[tuple[object, bool]] = []
-    apply = output._ProjectedCrossEntropy.apply
+    fused_loss, apply = seq2seq.model.projected_cross_entropy, output._ProjectedCrossEntropy.apply
 
-    def spy(*args: object) -> torch.Tensor:
-        seen.append((args[-1], torch.is_autocast_enabled("cpu")))
+    def watched_loss(*args: object, **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
+        seen.append(("autocast", torch.is_autocast_enabled("cpu")))
+        return fused_loss(*args, **kwargs)
+
+    def watched_apply(*args: object) -> torch.Tensor:
+        seen.append(("products", args[-1]))
         return apply(*args)
 
-    monkeypatch.setattr(output._ProjectedCrossEntropy, "apply", spy)
+    monkeypatch.setattr(seq2seq.model, "projected_cross_entropy", watched_loss)
+    monkeypatch.setattr(output._ProjectedCrossEntropy, "apply", watched_apply)
     recipe = tiny_recipe(reversal_dir, train={"precision": precision, "max_steps": 2})
     train(parse_recipe(recipe), tmp_path / "run", device="cpu")
-    assert len(seen) >= 2 and set(seen) == {(low, False)}
+    assert len(seen) >= 4 and set(seen) == {("autocast", False), ("products", low)}
+
+
+def test_bf16_output_needs_bf16_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GPU without bf16 is told so, with the way out."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    with pytest.raises(Seq2SeqError, match="no bf16 for bf16-output; use fp32"):
+        output_dtype("bf16-output", torch.device("cuda"))
 
 
 def test_new_keys_are_validated(reversal_dir: Path) -> None:
