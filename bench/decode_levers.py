@@ -16,6 +16,7 @@ Usage: python bench/decode_levers.py RUN_DIR SOURCE [--lines 128] [--rounds 3] [
   table     + the decoder RNN's first-layer input gates looked up per token (the current
             decoding code; variant() also knows the training levers "gru" and "masks", see
             bench/levers.py)
+  bf16proj  + the output projection in bf16 (a candidate, not in the package: outputs differ)
 """
 
 from __future__ import annotations
@@ -118,6 +119,7 @@ LEVERS = (
     "argmax",
     "factored",
     "table",
+    "bf16proj",
 )
 # gru and masks are training levers: gru.supports needs a graph, and eval mode drops no units
 DECODING_LEVERS = tuple(name for name in LEVERS if name not in ("gru", "masks"))
@@ -127,6 +129,21 @@ def generator_call(generator: nn.Module, features: Tensor) -> Tensor:
     """The output projection before the cached Wᵀ: the module itself."""
     out: Tensor = generator(features)
     return out
+
+
+_bf16_copies: dict[int, tuple[Tensor, Tensor]] = {}
+
+
+def bf16_projection(generator: nn.Module, features: Tensor) -> Tensor:
+    """The candidate lever: x Wᵀ with bf16 operands and a float32 result, Wᵀ copied once."""
+    weight = generator.weight
+    held = _bf16_copies.get(id(generator))
+    if held is None or held[0] is not weight:
+        held = _bf16_copies[id(generator)] = (weight, weight.detach().t().contiguous().bfloat16())
+    logits = (features.reshape(-1, features.size(-1)).bfloat16() @ held[1]).float()
+    if generator.bias is not None:
+        logits += generator.bias
+    return logits.view(*features.shape[:-1], logits.size(-1))
 
 
 def torch_topk(values: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -169,6 +186,8 @@ def variant(name: str) -> Iterator[None]:
         beam_module.top_k = torch_topk
     if lacks("projection"):
         model_module.project = generator_call
+    if not lacks("bf16proj"):
+        model_module.project = bf16_projection
     if lacks("argmax"):
         greedy_module.top_1 = max_by_row
     if lacks("gru"):
