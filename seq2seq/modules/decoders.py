@@ -20,7 +20,6 @@ from seq2seq.modules.protocols import (
     needs_history,
     with_heads,
 )
-from seq2seq.modules.rnn_step import Hidden
 from seq2seq.registry import register
 
 Cell = Literal["gru", "lstm"]
@@ -28,7 +27,7 @@ Cell = Literal["gru", "lstm"]
 
 def next_state(
     state: DecoderState,
-    hidden: Hidden,
+    hidden: rnn_step.Hidden,
     context: Tensor | None,
     weights: Tensor | None,
     heads: Tensor | None,
@@ -124,8 +123,8 @@ class RecurrentDecoder(nn.Module):
         return own_step and rnn_step.usable(self.rnn, embedding)
 
     def rnn_step(
-        self, embedded: Tensor, rest: Tensor | None, hidden: Hidden, gates: Tensor | None
-    ) -> tuple[Tensor, Hidden]:
+        self, embedded: Tensor, rest: Tensor | None, hidden: rnn_step.Hidden, gates: Tensor | None
+    ) -> tuple[Tensor, rnn_step.Hidden]:
         """One RNN step on [embedded; rest] → (B, H) output and the new state; from the
         embedding's `gates` (`step_tokens`) when given."""
         if gates is not None:
@@ -154,11 +153,8 @@ class RecurrentDecoder(nn.Module):
             return self._attend(query, state)
         # (N·K, H) hypotheses against (N, S, ·) memory: each sentence's K queries as K steps
         context, weights, heads = self._attend(query.view(-1, state.beams, query.size(-1)), state)
-        return (
-            context.flatten(0, 1),
-            weights.flatten(0, 1),
-            None if heads is None else heads.flatten(0, 1),
-        )
+        flat_heads = None if heads is None else heads.flatten(0, 1)
+        return context.flatten(0, 1), weights.flatten(0, 1), flat_heads
 
     def _attend(self, query: Tensor, state: DecoderState) -> tuple[Tensor, Tensor, Tensor | None]:
         assert self.attention is not None and state.keys is not None
