@@ -42,6 +42,7 @@ from seq2seq.modules import gru, rnn_step
 from seq2seq.modules.attention import additive, additive_scores, as_steps, attend, from_steps
 from seq2seq.modules.attention.additive import AdditiveAttention
 from seq2seq.modules.attention.additive_scores import reference_scores
+from seq2seq.modules.derived import DerivedCache
 from seq2seq.modules.dropout import Dropout
 from seq2seq.modules.protocols import DecoderState
 from seq2seq.registry import build
@@ -131,16 +132,17 @@ def generator_call(generator: nn.Module, features: Tensor) -> Tensor:
     return out
 
 
-_bf16_copies: dict[int, tuple[Tensor, Tensor]] = {}
+_bf16_copies: DerivedCache[Tensor] = DerivedCache()
 
 
 def bf16_projection(generator: nn.Module, features: Tensor) -> Tensor:
     """The candidate lever: x Wᵀ with bf16 operands and a float32 result, Wᵀ copied once."""
+    assert isinstance(generator, nn.Linear)
     weight = generator.weight
-    held = _bf16_copies.get(id(generator))
-    if held is None or held[0] is not weight:
-        held = _bf16_copies[id(generator)] = (weight, weight.detach().t().contiguous().bfloat16())
-    logits = (features.reshape(-1, features.size(-1)).bfloat16() @ held[1]).float()
+    transposed = _bf16_copies.get(
+        generator, (weight,), lambda: weight.detach().t().contiguous().bfloat16()
+    )
+    logits = (features.reshape(-1, features.size(-1)).bfloat16() @ transposed).float()
     if generator.bias is not None:
         logits += generator.bias
     return logits.view(*features.shape[:-1], logits.size(-1))

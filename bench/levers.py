@@ -33,14 +33,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.decode_levers import variant
 from bench.measure import CPU_NOTE, ROOT, machine, read_text, table
 from bench.peers import prepare_data
+from bench.train_speed import precision_context
 from seq2seq.assemble import build_model
 from seq2seq.data.batching import make_batch, token_batches
 from seq2seq.model import Seq2Seq
-from seq2seq.modules.output import low_precision_output
 from seq2seq.recipe import load_recipe
 from seq2seq.training.loss import sequence_loss
 
 V = 8000
+PRECISION = {"bf16": "bf16", "bf16out": "bf16-output"}  # levers that are a train.precision
 
 
 def real_batches(count: int) -> list:
@@ -77,15 +78,10 @@ def update_fn(model: Seq2Seq, lever: str) -> Callable[[object], int]:
         fused_adam = {"foreach": True}
     optimizer = torch.optim.Adam(model.parameters(), 1e-3, **fused_adam)
     run = torch.compile(model.run) if lever == "compile" else model.run
-    autocast = lever == "bf16"
 
     def update(batch: object) -> int:
         b = batch  # a Batch
-        context: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
-        if autocast:
-            context = torch.autocast("cpu", dtype=torch.bfloat16)
-        elif lever == "bf16out":
-            context = low_precision_output(torch.bfloat16)
+        context = precision_context(PRECISION.get(lever, "fp32"))
         older = OLDER_CODE.get(lever)
         with context, variant(older) if older else contextlib.nullcontext():
             if lever == "before":

@@ -32,21 +32,18 @@ from seq2seq import registry
 from seq2seq.assemble import build_model
 from seq2seq.data.batching import Batch, make_batch, token_batches
 from seq2seq.model import Seq2Seq
-from seq2seq.modules.output import low_precision_output
 from seq2seq.recipe import Recipe, load_recipe
 from seq2seq.training.prepare import prepare
 from seq2seq.training.run import seed_everything
+from seq2seq.training.update import autocast_dtype, output_dtype, precision_scope
 
 RECIPE = ROOT / "recipes" / "bench-matched.yaml"
 
 
-def precision_context(precision: str) -> contextlib.AbstractContextManager[object]:
-    """bf16 autocast on the CPU, bf16 products of the output layer alone, or nothing."""
-    if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    if precision == "bf16-output":
-        return low_precision_output(torch.bfloat16)
-    return contextlib.nullcontext()
+def precision_context(precision: str) -> contextlib.AbstractContextManager[None]:
+    """The trainer's scope for `precision` (a train.precision value) on the CPU."""
+    cpu = torch.device("cpu")
+    return precision_scope("cpu", autocast_dtype(precision, cpu), output_dtype(precision, cpu))
 
 
 def updater(recipe: Recipe, model: Seq2Seq) -> Callable[[Batch], int]:

@@ -13,11 +13,8 @@ def compiling() -> bool:
 
 
 def autocast_on_cpu() -> bool:
-    """True under CPU autocast (the device-type query exists from torch 2.4)."""
-    try:
-        return bool(torch.is_autocast_enabled("cpu"))
-    except TypeError:  # older torch
-        return bool(torch.is_autocast_cpu_enabled())
+    """True under CPU autocast."""
+    return active_autocast_dtype("cpu") is not None
 
 
 def active_autocast_dtype(device_type: str) -> torch.dtype | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -77,6 +78,20 @@ def output_dtype(name: str, device: torch.device) -> torch.dtype | None:
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise Seq2SeqError("train.precision: this GPU has no bf16 for bf16-output; use fp32")
     return torch.bfloat16
+
+
+@contextlib.contextmanager
+def precision_scope(
+    device_type: str, autocast: torch.dtype | None, output: torch.dtype | None
+) -> Iterator[None]:
+    """Where a forward pass runs: under `autocast` and with the output layer's products in
+    `output` (each None: off), as `autocast_dtype` and `output_dtype` chose."""
+    with torch.autocast(device_type, dtype=autocast, enabled=autocast is not None):
+        if output is None:
+            yield
+        else:
+            with low_precision_output(output):
+                yield
 
 
 def teacher_ratio(cfg: TrainConfig, step: int) -> float:
@@ -148,11 +163,7 @@ class Updater:
         coverage = cfg.coverage_loss
         use_coverage = coverage is not None and step >= coverage.start_step
         device = self.group.device.type
-        output_precision: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
-        if self.output_dtype is not None:
-            output_precision = low_precision_output(self.output_dtype)
-        autocast = torch.autocast(device, dtype=self.dtype, enabled=self.dtype is not None)
-        with autocast, output_precision:
+        with precision_scope(device, self.dtype, self.output_dtype):
             output = self.net(
                 batch.src,
                 batch.src_lengths,
