@@ -8,9 +8,11 @@ from pathlib import Path
 import click
 
 from seq2seq.cli.options import (
+    apply_precision,
     build_search,
     open_workers,
     output_file,
+    precision_option,
     search_spec,
     workers_option,
 )
@@ -62,6 +64,7 @@ def _print_scores(scores: list, count: int) -> None:  # type: ignore[type-arg]
 @click.option("--search", "search")
 @click.option("--device", default="auto", show_default=True)
 @workers_option
+@precision_option
 def evaluate_command(
     run_dir: str,
     source: str,
@@ -73,6 +76,7 @@ def evaluate_command(
     search: str | None,
     device: str,
     workers: int | None,
+    precision: str,
 ) -> None:
     """Translate --source with RUN_DIR's model and score against --reference."""
     from seq2seq.bundle import load_run
@@ -88,6 +92,7 @@ def evaluate_command(
         raise DataError(f"--source has {len(src)} lines but --reference has {len(refs)}")
     where = pick_device(device)
     loaded = load_run(run_dir, "best", str(where))
+    apply_precision(loaded.model, precision)
     names = _metric_list(metrics, list(loaded.recipe.metrics))  # type: ignore[arg-type]
     _check_metrics(names)
     decoder = build_search(search_spec(loaded.recipe.search, search, max_length))

@@ -116,6 +116,28 @@ def _parse_workers(_ctx: Any, _param: Any, value: str) -> int | None:
     return int(value)
 
 
+def precision_option(command: Any) -> Any:
+    """The --precision option of the commands that decode (translate, evaluate, serve)."""
+    import click
+
+    return click.option(
+        "--precision",
+        type=click.Choice(["fp32", "int8-output"]),
+        default="fp32",
+        show_default=True,
+        help="int8-output: the output layer's product in int8 (CPU): about 1.5x faster decoding, "
+        "a few outputs change.",
+    )(command)
+
+
+def apply_precision(model: Any, precision: str) -> None:
+    """Set the decoding precision --precision names on a loaded model (before workers fork)."""
+    if precision == "int8-output":
+        from seq2seq.modules.projection import use_int8_output
+
+        use_int8_output(model)
+
+
 def open_workers(count: int | None, model: Any, search: Any, device: Any) -> Any:
     """The decoding workers --workers asks for (None: decode in this process)."""
     import torch

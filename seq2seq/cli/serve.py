@@ -6,6 +6,8 @@ import socket
 
 import click
 
+from seq2seq.cli.options import apply_precision, precision_option
+
 
 @click.command("serve")
 @click.argument("run_dir", type=click.Path())
@@ -19,6 +21,7 @@ import click
 @click.option(
     "--checkpoint", type=click.Choice(["best", "latest"]), default="best", show_default=True
 )
+@precision_option
 def serve_command(
     run_dir: str,
     host: str,
@@ -27,6 +30,7 @@ def serve_command(
     max_chars: int,
     device: str,
     checkpoint: str,
+    precision: str,
 ) -> None:
     """Serve the model in RUN_DIR (a run dir or an export dir) over HTTP: page at /."""
     from seq2seq.errors import Seq2SeqError
@@ -46,6 +50,7 @@ def serve_command(
 
     listener = listen(host, port)  # before loading the model: a busy port fails at once
     loaded = load_run(run_dir, checkpoint, str(pick_device(device)))
+    apply_precision(loaded.model, precision)
     app = create_app(loaded, Limits(max_texts=max_texts, max_chars=max_chars))
     address = f"[{host}]" if ":" in host else host
     bound = listener.getsockname()[1]  # the port the system chose for --port 0

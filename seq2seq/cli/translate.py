@@ -12,9 +12,11 @@ from typing import IO, Any
 import click
 
 from seq2seq.cli.options import (
+    apply_precision,
     build_search,
     open_workers,
     output_file,
+    precision_option,
     search_spec,
     workers_option,
     write_failed,
@@ -105,6 +107,7 @@ def _input_lines(path: Path) -> tuple[Iterator[str], int | None]:
 )
 @click.option("--device", default="auto", show_default=True)
 @workers_option
+@precision_option
 @click.option(
     "--checkpoint", type=click.Choice(["best", "latest"]), default="best", show_default=True
 )
@@ -125,6 +128,7 @@ def translate_command(
     ensemble: tuple[str, ...],
     device: str,
     workers: int | None,
+    precision: str,
     checkpoint: str,
 ) -> None:
     """Translate text with the model in RUN_DIR (the --out dir of `seq2seq train`)."""
@@ -143,6 +147,7 @@ def translate_command(
 
         others = [load_run(other, checkpoint, str(target)) for other in ensemble]
         loaded = combine([loaded, *others])
+    apply_precision(loaded.model, precision)
     spec = search_spec(
         loaded.recipe.search,
         search,

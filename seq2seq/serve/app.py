@@ -20,6 +20,7 @@ from seq2seq.assemble import count_parameters
 from seq2seq.bundle import Loaded
 from seq2seq.cli.options import build_search, search_spec
 from seq2seq.errors import Problem, RecipeError, Seq2SeqError
+from seq2seq.modules.projection import output_precision
 from seq2seq.serve.batcher import Batcher, Busy
 from seq2seq.serve.schemas import Limits, TranslateRequest, TranslateResponse, TranslationOut
 
@@ -41,6 +42,7 @@ def model_info(loaded: Loaded, limits: Limits) -> dict[str, Any]:
         },
         "checkpoint": loaded.checkpoint.name,
         "export": None if not export else {k: export.get(k) for k in ("runtime", "quantize")},
+        "precision": None if export else output_precision(loaded.model),
         "model": recipe["model"],
         "parameters": parameters,
         "tokenizer": recipe["data"]["tokenizer"],

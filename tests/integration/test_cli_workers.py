@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.conftest import run_cli as run
 
 
@@ -46,3 +48,37 @@ def test_workers_off_linux_are_one_message(trained, tmp_path, capsys, monkeypatc
         ["translate", str(run_dir), "-i", str(source), "--batch-size", "1"], capsys
     )
     assert code == 0 and len(out.splitlines()) == 2, err
+
+
+def test_int8_output_reaches_the_workers_and_keeps_the_learned_task(
+    reversal_run, tmp_path, capsys
+) -> None:
+    """--precision int8-output: the forked workers decode with it (their scores equal one
+    process's and differ from float's), the model reverses about as many strings as in float
+    and mostly writes the same, and evaluate takes the option too."""
+    from tests.conftest import reversal_pairs
+
+    pairs = reversal_pairs(40, seed=7, max_len=6)
+    source = tmp_path / "in.txt"
+    source.write_text("".join(s + "\n" for s, _ in pairs), encoding="utf-8")
+    records = {}
+    for precision, workers in [("fp32", "0"), ("int8-output", "0"), ("int8-output", "2")]:
+        args = ["translate", str(reversal_run), "-i", str(source), "--batch-size", "4"]
+        args += ["--precision", precision, "--workers", workers, "--output-format", "jsonl"]
+        code, out, err = run(args, capsys)
+        assert code == 0, err
+        records[precision, workers] = [json.loads(line) for line in out.splitlines()]
+    assert records["int8-output", "0"] == records["int8-output", "2"]
+    float_scores = [r["hypotheses"][0]["score"] for r in records["fp32", "0"]]
+    int8_scores = [r["hypotheses"][0]["score"] for r in records["int8-output", "2"]]
+    assert float_scores != int8_scores
+    texts = {key: [r["hypotheses"][0]["text"] for r in found] for key, found in records.items()}
+    right = {key: sum(o == t for o, (_, t) in zip(out, pairs)) for key, out in texts.items()}
+    agree = sum(a == b for a, b in zip(texts["fp32", "0"], texts["int8-output", "2"]))
+    assert right["fp32", "0"] >= 20  # the fixture model has learned the task
+    assert right["int8-output", "2"] >= right["fp32", "0"] - 4 and agree >= 34, (right, agree)
+    reference = tmp_path / "ref.txt"
+    reference.write_text("".join(t + "\n" for _, t in pairs), encoding="utf-8")
+    args = ["evaluate", str(reversal_run), "--source", str(source), "--reference", str(reference)]
+    code, out, err = run([*args, "--precision", "int8-output"], capsys)
+    assert code == 0 and "bleu " in out, err

@@ -125,6 +125,14 @@ def test_export_errors_are_one_message(reversal_run, exports, tmp_path, capsys) 
     assert code == 1 and "already exists; choose a new --out" in err
     code, _, err = run(["export", str(exports["float"]), "--out", str(tmp_path / "again")], capsys)
     assert code == 1 and "is already an export; export from the training run dir" in err
+    source = tmp_path / "in.txt"
+    source.write_text("1 2 3\n", encoding="utf-8")
+    code, _, err = run(
+        ["translate", str(exports["float"]), "-i", str(source), "--precision", "int8-output"],
+        capsys,
+    )
+    assert code == 1 and "int8-output needs a run dir's float model" in err
+    assert "seq2seq export --quantize int8" in err and "Traceback" not in err
 
     copy = tmp_path / "copy"
     copy.mkdir()

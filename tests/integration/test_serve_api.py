@@ -143,7 +143,7 @@ def test_health_and_info(client: TestClient, loaded: Loaded) -> None:
     assert info["model"]["encoder"]["type"] == "gru"
     assert info["model"]["decoder"]["hidden_size"] == 48
     assert info["vocab_sizes"] == loaded.meta["vocab_sizes"]
-    assert info["parameters"] > 1000 and info["export"] is None
+    assert info["parameters"] > 1000 and info["export"] is None and info["precision"] == "fp32"
     assert info["limits"]["max_texts"] == 4 and info["limits"]["max_beam_size"] == 16
     assert info["search"]["type"] == "greedy"
 
@@ -226,7 +226,15 @@ def test_serve_command_starts_uvicorn_on_loopback(reversal_run, monkeypatch, cap
     host, port = started["address"]
     assert host == "127.0.0.1" and port > 0
     with TestClient(started["app"]) as test_client:
-        assert test_client.get("/info").json()["limits"]["max_texts"] == 3
+        info = test_client.get("/info").json()
+        assert info["limits"]["max_texts"] == 3 and info["precision"] == "fp32"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", str(reversal_run), "--port", "0", "--precision", "int8-output"])
+    assert exit_info.value.code == 0
+    with TestClient(started["app"]) as test_client:
+        assert test_client.get("/info").json()["precision"] == "int8-output"
+        answer = test_client.post("/translate", json={"text": ["1 2 3"]})
+        assert answer.status_code == 200 and answer.json()["translations"][0]["text"] == "3 2 1"
     assert f"serving {reversal_run} at http://127.0.0.1:{port}/" in capsys.readouterr().err
 
 
