@@ -2,6 +2,7 @@
 
 Usage: python bench/decode_speed.py RUN_DIR SOURCE REFERENCE [--batch-size 64] [--threads 2]
        [--beam-size 5] [--metrics bleu,chrf] [--in-process] [--save DIR]
+       [--precision fp32|int8-output]
 By default each search runs as `seq2seq translate` processes, timed as the peers are: wall time
 with start-up (imports, model load) included, and excluded (minus the wall time of translating
 the first line alone); peak RSS of that process. --in-process times the search inside this
@@ -34,27 +35,38 @@ from bench.measure import (
     time_decoding,
 )
 from seq2seq.bundle import load_run
+from seq2seq.cli.options import apply_precision
 from seq2seq.inference import translate_texts
 from seq2seq.metrics.score import score_all
 from seq2seq.registry import build
 
 
-def translate_command(run_dir: Path, search: str, beam: int, batch: int) -> list[str]:
+def translate_command(
+    run_dir: Path, search: str, beam: int, batch: int, precision: str = "fp32"
+) -> list[str]:
     """The `seq2seq translate` command line (the best checkpoint, else the latest)."""
     command = [sys.executable, "-m", "seq2seq", "translate", str(run_dir), "--search", search]
     command += ["--batch-size", str(batch), "--max-length", "250", "--checkpoint", "best"]
+    command += ["--precision", precision]
     return command + (["--beam-size", str(beam)] if search == "beam" else [])
 
 
 def decode_cli(
-    run_dir: Path, source: Path, output: Path, beam: int, batch: int, threads: int
+    run_dir: Path,
+    source: Path,
+    output: Path,
+    beam: int,
+    batch: int,
+    threads: int,
+    precision: str = "fp32",
 ) -> dict[str, float | None]:
     """Time `seq2seq translate` (greedy when beam is 1) the way the peers are timed."""
     search = "greedy" if beam == 1 else "beam"
     byte_compile()
 
     def decode(src: Path, out: Path) -> Timed:
-        command = [*translate_command(run_dir, search, beam, batch), "-i", str(src), "-o", str(out)]
+        command = translate_command(run_dir, search, beam, batch, precision)
+        command += ["-i", str(src), "-o", str(out)]
         return run_timed(command, log=out.with_suffix(".log"), env=thread_env(threads))
 
     return time_decoding(decode, source, output)
@@ -71,6 +83,7 @@ def in_process(args: argparse.Namespace) -> None:
     """Decode inside this process (model loaded once) and print sent/s and metrics."""
     torch.set_num_threads(args.threads)
     loaded = load_run(args.run_dir)  # the best checkpoint, else the latest
+    apply_precision(loaded.model, args.precision)
     sources = read_text(Path(args.source))
     references = read_text(Path(args.reference))
     metrics = args.metrics.split(",")
@@ -107,6 +120,7 @@ def main() -> None:
     parser.add_argument("--beam-size", type=int, default=5)
     parser.add_argument("--metrics", default="bleu,chrf", help="with --in-process")
     parser.add_argument("--in-process", action="store_true")
+    parser.add_argument("--precision", choices=["fp32", "int8-output"], default="fp32")
     parser.add_argument("--save", help="folder for the hypotheses (default: a temporary one)")
     args = parser.parse_args()
     print(f"{args.run_dir}: batch {args.batch_size}, {args.threads} threads; {machine()}")
@@ -121,7 +135,13 @@ def main() -> None:
         for beam in (1, args.beam_size):
             out = folder / f"beam{beam}.txt"
             timing = decode_cli(
-                Path(args.run_dir), Path(args.source), out, beam, args.batch_size, args.threads
+                Path(args.run_dir),
+                Path(args.source),
+                out,
+                beam,
+                args.batch_size,
+                args.threads,
+                args.precision,
             )
             scores = score(read_text(out), refs)
             rows.append(

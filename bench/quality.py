@@ -71,12 +71,15 @@ def test_files(folder: Path, lines: int | None) -> tuple[Path, Path]:
     return folder / "test.en", folder / "test.de"
 
 
-def evaluate(run: Path, source: Path, reference: Path, threads: int) -> dict[str, dict]:
-    """Greedy and beam-5 decoding of `source`: timings and scores."""
+def evaluate(
+    run: Path, source: Path, reference: Path, threads: int, precision: str = "fp32"
+) -> dict[str, dict]:
+    """Greedy and beam-5 decoding of `source` (`--precision`): timings and scores."""
     results = {}
+    tag = "" if precision == "fp32" else f".{precision}"
     for beam in (1, 5):
-        out = run.parent / f"{run.name}-test.beam{beam}.txt"
-        timing = decode_cli(run, source, out, beam, 64, threads)
+        out = run.parent / f"{run.name}-test{tag}.beam{beam}.txt"
+        timing = decode_cli(run, source, out, beam, 64, threads, precision)
         results[f"beam{beam}"] = {**timing, **score(read_text(out), read_text(reference))}
     return results
 

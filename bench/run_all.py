@@ -2,11 +2,13 @@
 other in one run, printed as a markdown table with ratios (ours ÷ peer) and the machine.
 
 Usage: python bench/run_all.py --table train|decode|quality [--minutes M] [--work DIR]
-       [--threads 2] [--systems seq2seq,joeynmt,opennmt] [--test-lines N] [--rounds R]
+       [--threads 2] [--systems seq2seq,seq2seq-int8,joeynmt,opennmt] [--test-lines N]
+       [--rounds R]
   train    every system trains for M minutes (default 5); target/source tokens/s (median of
            10-update windows after 30 warm-up updates), epoch time, peak RSS; ours in fp32 and bf16
   quality  every system trains for M minutes (default 20) of wall clock, then decodes the test
-           set greedily and with beam 5 (batch 64): BLEU/chrF, and the decode table
+           set greedily and with beam 5 (batch 64): BLEU/chrF, and the decode table;
+           seq2seq-int8 decodes seq2seq's model with `--precision int8-output`
   decode   the decode table from the models the last `quality` run left in WORK (trains for M
            minutes first when a system has none)
 With --rounds R the decoding of quality and decode runs R times, the systems one after the
@@ -19,16 +21,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import quality, train_speed
+from bench.decode_report import OURS, median_decoding, print_quality, print_round_ratios
 from bench.measure import (
     Timed,
-    fmt,
     machine,
     ratio,
     read_text,
@@ -39,7 +40,6 @@ from bench.measure import (
 from bench.peers import joeynmt, opennmt, prepare_data
 
 PEERS = {"joeynmt": joeynmt, "opennmt": opennmt}
-NAMES = {"seq2seq": "seq2seq", "joeynmt": "JoeyNMT 2.3.0", "opennmt": "OpenNMT-py 3.5.1"}
 WINDOW = 10
 
 
@@ -123,10 +123,11 @@ def train_system(key: str, args: argparse.Namespace, work: Path) -> dict[str, An
 
 def decode_system(key: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Greedy and beam-5 decoding of the test set: timings and scores."""
-    run = work / key / "quality"
     source, reference = quality.test_files(work / "test-slice", args.test_lines)
-    if key == "seq2seq":
-        return quality.evaluate(run, source, reference, args.threads)
+    if key in OURS:  # one trained model, decoded in each precision
+        run = work / "seq2seq" / "quality"
+        return quality.evaluate(run, source, reference, args.threads, OURS[key])
+    run = work / key / "quality"
     peer = PEERS[key]
     pieces = work / "test-slice" / "test.sp.en"
     pieces.parent.mkdir(parents=True, exist_ok=True)  # the full test set makes no slice folder
@@ -148,25 +149,6 @@ def decode_system(key: str, args: argparse.Namespace, work: Path) -> dict[str, A
     return results
 
 
-def median_decoding(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    """One system's decoding of one search over rounds: the median wall and start-up times (and
-    the rates they give), the largest peak RSS, and the scores of the first round (the outputs
-    do not change)."""
-    wall = statistics.median(r["wall"] for r in rounds)
-    startup = statistics.median(r["startup"] for r in rounds)
-    lines = round(rounds[0]["sent_s"] * rounds[0]["wall"])  # sentences decoded
-    work = wall - startup
-    return {
-        **rounds[0],
-        "wall": wall,
-        "startup": startup,
-        "sent_s": lines / wall,
-        "sent_s_excl": lines / work if work > 0 else None,
-        "peak_rss_mib": max(r["peak_rss_mib"] for r in rounds),
-        "rounds": [{k: r[k] for k in ("wall", "startup", "sent_s", "sent_s_excl")} for r in rounds],
-    }
-
-
 def decode_rounds(args: argparse.Namespace, work: Path) -> dict[str, dict[str, Any]]:
     """Every system's decoding, `args.rounds` times in turn, reduced to medians."""
     rounds: dict[str, list[dict[str, Any]]] = {key: [] for key in args.systems}
@@ -179,80 +161,6 @@ def decode_rounds(args: argparse.Namespace, work: Path) -> dict[str, dict[str, A
     }
 
 
-def print_round_ratios(results: dict[str, dict[str, Any]]) -> None:
-    """Ours ÷ each peer in every round, with and without start-up."""
-    ours = results.get("seq2seq")
-    if ours is None or len(ours["beam1"]["rounds"]) < 2:
-        return
-    for key, r in results.items():
-        if key == "seq2seq":
-            continue
-        for b, label in (("beam1", "greedy"), ("beam5", "beam 5")):
-            pairs = zip(ours[b]["rounds"], r[b]["rounds"], strict=True)
-            cells = [
-                f"{ratio(m['sent_s'], p['sent_s'])} / {ratio(m['sent_s_excl'], p['sent_s_excl'])}"
-                for m, p in pairs
-            ]
-            name = NAMES[key]
-            print(f"- {label}, ours ÷ {name} per round (incl. / excl.): {', '.join(cells)}")
-
-
-def print_quality(results: dict[str, dict[str, Any]], decode_only: bool) -> None:
-    """Quality and decode tables with ratios to each peer."""
-    ours = results.get("seq2seq")
-    if not decode_only:
-        rows = []
-        for key, r in results.items():
-            rows.append(
-                [NAMES[key], str(r.get("steps", "–"))]
-                + [fmt(r[b][m], 2) for b in ("beam1", "beam5") for m in ("bleu", "chrf")]
-            )
-        print(
-            table(
-                ["system", "updates", "BLEU greedy", "chrF greedy", "BLEU beam5", "chrF beam5"],
-                rows,
-            )
-        )
-        print()
-    rows = []
-    for key, r in results.items():
-        for b, label in (("beam1", "greedy"), ("beam5", "beam 5")):
-            d = r[b]
-            cells = [
-                NAMES[key],
-                label,
-                fmt(d["sent_s"], 1),
-                fmt(d["sent_s_excl"], 1),
-                fmt(d.get("length"), 2),
-                fmt(d["wall"], 1),
-                fmt(d["peak_rss_mib"]),
-            ]
-            if ours is not None and key != "seq2seq":
-                cells += [
-                    ratio(ours[b]["sent_s"], d["sent_s"]),
-                    ratio(ours[b]["sent_s_excl"], d["sent_s_excl"]),
-                ]
-            else:
-                cells += ["", ""]
-            rows.append(cells)
-    print(
-        table(
-            [
-                "system",
-                "search",
-                "sent/s incl. start-up",
-                "sent/s excl.",
-                "output ÷ ref length",
-                "wall s",
-                "peak RSS MiB",
-                "ours ÷ peer (incl.)",
-                "ours ÷ peer (excl.)",
-            ],
-            rows,
-        )
-    )
-
-
 def main() -> None:
     """Run the systems one after the other and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -260,7 +168,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float)
     parser.add_argument("--work", default=str(prepare_data.default_work()))
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--systems", default="seq2seq,joeynmt,opennmt")
+    parser.add_argument("--systems", default="seq2seq,seq2seq-int8,joeynmt,opennmt")
     parser.add_argument("--precisions", default="fp32,bf16,bf16-output", help="ours (train)")
     parser.add_argument("--warmup", type=int, default=30, help="updates not counted (train)")
     parser.add_argument("--test-lines", type=int, help="decode only the first N test sentences")
@@ -283,9 +191,11 @@ def main() -> None:
         (work / "results-train.json").write_text(json.dumps(rows, indent=1))
         return
     trained: dict[str, dict[str, Any]] = {key: {} for key in args.systems}
-    for key in args.systems:
+    for key in (k for k in args.systems if k != "seq2seq-int8"):  # decodes seq2seq's model
         if args.table == "quality" or not (work / key / "quality").exists():
             trained[key] = train_system(key, args, work)
+    if "seq2seq-int8" in args.systems:
+        trained["seq2seq-int8"] = trained.get("seq2seq", {})
     decoded = decode_rounds(args, work)
     results = {key: {**trained[key], **decoded[key]} for key in args.systems}
     if args.test_lines:

@@ -78,7 +78,7 @@ def use_int8_output(model: nn.Module, on: bool = True) -> None:
 
 
 def output_precision(model: nn.Module) -> str:
-    """"int8-output" when `use_int8_output` is on for the model's output layers, else "fp32"."""
+    """ "int8-output" when `use_int8_output` is on for the model's output layers, else "fp32"."""
     return "int8-output" if any(g in _int8_generators for g in _generators(model)) else "fp32"
 
 

@@ -73,8 +73,9 @@ def test_int8_output_reaches_the_workers_and_keeps_the_learned_task(
     int8_scores = [r["hypotheses"][0]["score"] for r in records["int8-output", "2"]]
     assert float_scores != int8_scores
     texts = {key: [r["hypotheses"][0]["text"] for r in found] for key, found in records.items()}
-    right = {key: sum(o == t for o, (_, t) in zip(out, pairs)) for key, out in texts.items()}
-    agree = sum(a == b for a, b in zip(texts["fp32", "0"], texts["int8-output", "2"]))
+    targets = [t for _, t in pairs]
+    right = {k: sum(map(str.__eq__, out, targets)) for k, out in texts.items()}
+    agree = sum(a == b for a, b in zip(texts["fp32", "0"], texts["int8-output", "2"], strict=True))
     assert right["fp32", "0"] >= 20  # the fixture model has learned the task
     assert right["int8-output", "2"] >= right["fp32", "0"] - 4 and agree >= 34, (right, agree)
     reference = tmp_path / "ref.txt"
