@@ -60,6 +60,19 @@ def print_round_ratios(results: dict[str, dict[str, Any]]) -> None:
                 )
 
 
+def print_precision_ratios(results: dict[str, dict[str, Any]]) -> None:
+    """int8-output ÷ fp32 for our model, with and without start-up."""
+    if not all(key in results for key in OURS):
+        return
+    fast, plain = results["seq2seq-int8"], results["seq2seq"]
+    cells = [
+        f"{label} {ratio(fast[b]['sent_s'], plain[b]['sent_s'])} / "
+        f"{ratio(fast[b]['sent_s_excl'], plain[b]['sent_s_excl'])}"
+        for b, label in SEARCHES
+    ]
+    print(f"- ours int8-output ÷ fp32 (incl. / excl. start-up): {', '.join(cells)}")
+
+
 def print_quality(results: dict[str, dict[str, Any]], decode_only: bool) -> None:
     """Quality and decode tables; the decode table's peer rows carry ours ÷ peer for each of
     our precisions."""

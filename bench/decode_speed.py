@@ -35,7 +35,7 @@ from bench.measure import (
     time_decoding,
 )
 from seq2seq.bundle import load_run
-from seq2seq.cli.options import apply_precision
+from seq2seq.cli.options import PRECISION_CHOICES, apply_precision
 from seq2seq.inference import translate_texts
 from seq2seq.metrics.score import score_all
 from seq2seq.registry import build
@@ -120,7 +120,7 @@ def main() -> None:
     parser.add_argument("--beam-size", type=int, default=5)
     parser.add_argument("--metrics", default="bleu,chrf", help="with --in-process")
     parser.add_argument("--in-process", action="store_true")
-    parser.add_argument("--precision", choices=["fp32", "int8-output"], default="fp32")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32")
     parser.add_argument("--save", help="folder for the hypotheses (default: a temporary one)")
     args = parser.parse_args()
     print(f"{args.run_dir}: batch {args.batch_size}, {args.threads} threads; {machine()}")

@@ -27,7 +27,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import quality, train_speed
-from bench.decode_report import OURS, median_decoding, print_quality, print_round_ratios
+from bench.decode_report import (
+    OURS,
+    median_decoding,
+    print_precision_ratios,
+    print_quality,
+    print_round_ratios,
+)
 from bench.measure import (
     Timed,
     machine,
@@ -191,17 +197,19 @@ def main() -> None:
         (work / "results-train.json").write_text(json.dumps(rows, indent=1))
         return
     trained: dict[str, dict[str, Any]] = {key: {} for key in args.systems}
-    for key in (k for k in args.systems if k != "seq2seq-int8"):  # decodes seq2seq's model
+    models = dict.fromkeys("seq2seq" if k in OURS else k for k in args.systems)  # ours: one
+    for key in models:
         if args.table == "quality" or not (work / key / "quality").exists():
-            trained[key] = train_system(key, args, work)
-    if "seq2seq-int8" in args.systems:
-        trained["seq2seq-int8"] = trained.get("seq2seq", {})
+            models[key] = train_system(key, args, work)
+    for key in args.systems:
+        trained[key] = models["seq2seq" if key in OURS else key] or {}
     decoded = decode_rounds(args, work)
     results = {key: {**trained[key], **decoded[key]} for key in args.systems}
     if args.test_lines:
         header += f"; first {args.test_lines} test sentences"
     print(header + (f"; decoding: medians of {args.rounds} rounds" if args.rounds > 1 else ""))
     print_quality(results, args.table == "decode")
+    print_precision_ratios(results)
     print_round_ratios(results)
     (work / f"results-{args.table}.json").write_text(json.dumps(results, indent=1))
 

@@ -12,7 +12,7 @@ from seq2seq.modules.copy import PointerGenerator
 from seq2seq.modules.derived import forget_derived
 from seq2seq.modules.dropout import Dropout
 from seq2seq.modules.output import projected_cross_entropy, sequence_loss
-from seq2seq.modules.projection import cache_projection, project
+from seq2seq.modules.projection import cache_projection, project, set_output_precision
 from seq2seq.modules.protocols import Decoder, DecoderState, Encoder
 
 
@@ -64,9 +64,11 @@ class Seq2Seq(nn.Module):
 
     def train(self, mode: bool = True) -> Seq2Seq:
         """nn.Module.train; entering training also frees what decoding derived from the weights
-        (the output layer's Wᵀ, the decoder's gate table)."""
+        (the output layer's Wᵀ, the decoder's gate table) and sets the output layer's decoding
+        precision back to fp32 (validation decodes as the run's checkpoints will be judged)."""
         if mode:
             forget_derived(self)
+            set_output_precision(self, "fp32")
         return super().train(mode)
 
     def prepare_decoding(self) -> None:

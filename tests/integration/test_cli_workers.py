@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import torch
+
 from tests.conftest import run_cli as run
 
 
@@ -68,11 +70,15 @@ def test_int8_output_reaches_the_workers_and_keeps_the_learned_task(
         code, out, err = run(args, capsys)
         assert code == 0, err
         records[precision, workers] = [json.loads(line) for line in out.splitlines()]
-    assert records["int8-output", "0"] == records["int8-output", "2"]
-    float_scores = [r["hypotheses"][0]["score"] for r in records["fp32", "0"]]
-    int8_scores = [r["hypotheses"][0]["score"] for r in records["int8-output", "2"]]
-    assert float_scores != int8_scores
+    scores = {
+        key: torch.tensor([r["hypotheses"][0]["score"] for r in found])
+        for key, found in records.items()
+    }
     texts = {key: [r["hypotheses"][0]["text"] for r in found] for key, found in records.items()}
+    # workers run one thread, this process several: the float parts may round apart
+    assert texts["int8-output", "0"] == texts["int8-output", "2"]
+    assert torch.allclose(scores["int8-output", "0"], scores["int8-output", "2"], atol=1e-4)
+    assert (scores["fp32", "0"] - scores["int8-output", "2"]).abs().max() > 1e-3
     targets = [t for _, t in pairs]
     right = {k: sum(map(str.__eq__, out, targets)) for k, out in texts.items()}
     agree = sum(a == b for a, b in zip(texts["fp32", "0"], texts["int8-output", "2"], strict=True))

@@ -131,7 +131,7 @@ def test_export_errors_are_one_message(reversal_run, exports, tmp_path, capsys) 
         ["translate", str(exports["float"]), "-i", str(source), "--precision", "int8-output"],
         capsys,
     )
-    assert code == 1 and "int8-output needs a run dir's float model" in err
+    assert code == 1 and "int8-output needs float output layers, as a run dir's" in err
     assert "seq2seq export --quantize int8" in err and "Traceback" not in err
 
     copy = tmp_path / "copy"
