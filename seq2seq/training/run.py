@@ -77,7 +77,13 @@ def train(
     if not group.main:  # rank 0 tells the story; the others speak only of problems
         logging.getLogger("seq2seq").setLevel(logging.WARNING)
     try:
-        return _train(recipe, Path(out_dir), group.device, resume, overrides, group)
+        run_dir = _train(recipe, Path(out_dir), group.device, resume, overrides, group)
+        # the ranks leave together: rank 0 still draws its curves and closes its reports after
+        # the last checkpoint's barrier, and a rank that tore its group down and exited in that
+        # time once aborted in Gloo at exit. Only on this path: after an error a barrier could
+        # wait out dist_timeout for a rank that is not coming
+        group.barrier()
+        return run_dir
     except Exception as exc:
         if not distributed.is_peer_failure(exc):
             raise
