@@ -2,7 +2,7 @@
 median sentences/s per variant, and whether each gives the same output as the first.
 
 Usage: python bench/decode_levers.py RUN_DIR SOURCE [--lines 128] [--rounds 3] [--threads 1]
-       [--beam-size 5]
+       [--beam-size 5] [--variants table,bf16proj,int8out]
   before    additive attention as vᵀ tanh(h), every state tensor reordered at each beam step
   reorder   + beams reorder only their own state (memory, mask and keys stay)
   sigmoid   + scores as 2 vᵀ σ(2h) (softmax-equal to the tanh form)
@@ -17,6 +17,9 @@ Usage: python bench/decode_levers.py RUN_DIR SOURCE [--lines 128] [--rounds 3] [
             decoding code; variant() also knows the training levers "gru" and "masks", see
             bench/levers.py)
   bf16proj  + the output projection in bf16 (a candidate, not in the package: outputs differ)
+  int8out   table + the output projection in int8 (in place of bf16proj: the package's
+            `--precision int8-output`; outputs differ)
+--variants NAME,NAME,... runs only those (the first is the baseline of the ratios).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from seq2seq import model as model_module
 from seq2seq.bundle import load_run
 from seq2seq.inference import decode_ids
 from seq2seq.model import Seq2Seq
-from seq2seq.modules import gru, rnn_step
+from seq2seq.modules import gru, int8, rnn_step
 from seq2seq.modules.attention import additive, additive_scores, as_steps, attend, from_steps
 from seq2seq.modules.attention.additive import AdditiveAttention
 from seq2seq.modules.attention.additive_scores import reference_scores
@@ -121,6 +124,7 @@ LEVERS = (
     "factored",
     "table",
     "bf16proj",
+    "int8out",
 )
 # gru and masks are training levers: gru.supports needs a graph, and eval mode drops no units
 DECODING_LEVERS = tuple(name for name in LEVERS if name not in ("gru", "masks"))
@@ -145,6 +149,13 @@ def bf16_projection(generator: nn.Module, features: Tensor) -> Tensor:
     logits = (features.reshape(-1, features.size(-1)).bfloat16() @ transposed).float()
     if generator.bias is not None:
         logits += generator.bias
+    return logits.view(*features.shape[:-1], logits.size(-1))
+
+
+def int8_projection(generator: nn.Module, features: Tensor) -> Tensor:
+    """The output projection as `--precision int8-output` makes it (modules/int8.py)."""
+    assert isinstance(generator, nn.Linear)
+    logits = int8.linear(generator, features.reshape(-1, features.size(-1)))
     return logits.view(*features.shape[:-1], logits.size(-1))
 
 
@@ -188,8 +199,10 @@ def variant(name: str) -> Iterator[None]:
         beam_module.top_k = torch_topk
     if lacks("projection"):
         model_module.project = generator_call
-    if not lacks("bf16proj"):
+    if name == "bf16proj":
         model_module.project = bf16_projection
+    if name == "int8out":
+        model_module.project = int8_projection
     if lacks("argmax"):
         greedy_module.top_1 = max_by_row
     if lacks("gru"):
@@ -237,6 +250,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--beam-size", type=int, default=5)
+    parser.add_argument("--variants", help="comma-separated (default: every decoding variant)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     loaded = load_run(args.run_dir, "latest")
@@ -250,7 +264,10 @@ def main() -> None:
             where="search",
         ),
     }
-    names = list(DECODING_LEVERS)
+    names = args.variants.split(",") if args.variants else list(DECODING_LEVERS)
+    unknown = [n for n in names if n not in DECODING_LEVERS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}; known: {', '.join(DECODING_LEVERS)}")
     rows = []
     for label, search in searches.items():
         rates: dict[str, list[float]] = {n: [] for n in names}
