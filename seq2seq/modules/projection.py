@@ -60,7 +60,7 @@ def set_output_precision(model: nn.Module, precision: str) -> None:
     if precision not in DECODING_PRECISIONS:
         raise ValueError(f"unknown decoding precision {precision!r}; known: {DECODING_PRECISIONS}")
     if precision == "fp32":
-        if _int8_generators:  # the usual case at every training update: no module walk
+        if _int8_generators:  # empty in the usual case (each training update): no module walk
             _int8_generators.difference_update(_generators(model))
         return
     generators = _generators(model)
