@@ -76,6 +76,23 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     return int(exit_info.value.code or 0), out, err
 
 
+def tiny_model(vocab: int = 300, tie: bool = False) -> torch.nn.Module:
+    """An untrained GRU encoder, Bahdanau attention and Luong decoder (20 source pieces,
+    `vocab` target pieces, no dropout) in eval mode: for the decoding projection's tests."""
+    from seq2seq.assemble import build_model
+    from seq2seq.recipe import ModelConfig
+
+    config = ModelConfig(
+        embedding_dim=8,
+        embedding_dropout=0.0,
+        encoder={"type": "gru", "hidden_size": 4},  # type: ignore[arg-type]
+        attention="bahdanau",
+        decoder={"type": "luong", "hidden_size": 8, "dropout": 0.0},  # type: ignore[arg-type]
+        tie_output=tie,
+    )
+    return build_model(config, 20, vocab).eval()
+
+
 def write_pairs(directory: Path, name: str, pairs: list[tuple[str, str]]) -> tuple[Path, Path]:
     """Write line-aligned source/target files; return their paths."""
     src = directory / f"{name}.src"

@@ -10,22 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from seq2seq.assemble import build_model
 from seq2seq.errors import Seq2SeqError
 from seq2seq.modules import int8, projection
 from seq2seq.modules.projection import output_precision, project, set_output_precision
-from seq2seq.recipe import ModelConfig
-
-
-def _model(vocab: int = 300) -> nn.Module:
-    config = ModelConfig(
-        embedding_dim=8,
-        embedding_dropout=0.0,
-        encoder={"type": "gru", "hidden_size": 4},  # type: ignore[arg-type]
-        attention="bahdanau",
-        decoder={"type": "luong", "hidden_size": 8, "dropout": 0.0},  # type: ignore[arg-type]
-    )
-    return build_model(config, 20, vocab).eval()
+from tests.conftest import tiny_model
 
 
 def _quantized_by_hand(generator: nn.Linear, rows: torch.Tensor) -> torch.Tensor:
@@ -53,7 +41,7 @@ def test_int8_products_are_the_quantized_product_and_close_to_float(
     rounding of the scaling), within quantization error of float32, the same argmax almost
     always; a row of zeros gives the bias."""
     torch.manual_seed(0)
-    model = _model()
+    model = tiny_model()
     generator = model.generator
     if not bias:
         generator.bias = None
@@ -81,7 +69,7 @@ def test_outputs_of_a_wide_layer_mostly_keep_their_argmax() -> None:
     """At the benchmark's size (256 → 8,000) the quantization moves logits by a small fraction
     of the gap that decides most argmaxes."""
     torch.manual_seed(1)
-    model = _model(vocab=8000)
+    model = tiny_model(vocab=8000)
     generator = nn.Linear(256, 8000)
     model.generator = generator
     features = torch.tanh(torch.randn(64, 256))
@@ -105,7 +93,7 @@ class _Projecting(nn.Module):
 def test_off_again_training_and_graphs_stay_float() -> None:
     """With a graph to build (training), under tracing and after `on=False` the float product
     runs; `output_precision` says which is on."""
-    model = _model()
+    model = tiny_model()
     generator, features = model.generator, torch.randn(4, 8)
     assert output_precision(model) == "fp32"
     set_output_precision(model, "int8-output")
@@ -128,7 +116,7 @@ def test_off_again_training_and_graphs_stay_float() -> None:
 def test_rows_that_are_not_finite_stay_so() -> None:
     """A row holding NaN or inf gets the float product's non-finite logits, not numbers made
     from an undefined cast; the other rows stay int8."""
-    model = _model()
+    model = tiny_model()
     set_output_precision(model, "int8-output")
     features = torch.randn(4, 8)
     features[1, 3], features[2, 0] = float("nan"), float("inf")
@@ -142,7 +130,7 @@ def test_rows_that_are_not_finite_stay_so() -> None:
 def test_the_int8_weights_follow_a_changed_weight_and_training_frees_them() -> None:
     """The quantized copy is made once, made again after the weight changes in place, and
     dropped when the model goes back to training (cache_projection makes it before a fork)."""
-    model = _model()
+    model = tiny_model()
     set_output_precision(model, "int8-output")
     generator, features = model.generator, torch.randn(3, 8)
     projection.cache_projection(model)
@@ -161,7 +149,7 @@ def test_the_int8_weights_follow_a_changed_weight_and_training_frees_them() -> N
 
 def test_every_ensemble_member_is_switched() -> None:
     """A model holding several Seq2Seq members (an ensemble) switches every output layer."""
-    holder = nn.ModuleList([_model(), _model()])
+    holder = nn.ModuleList([tiny_model(), tiny_model()])
     set_output_precision(holder, "int8-output")
     assert all(projection.output_precision(member) == "int8-output" for member in holder)
 
@@ -183,9 +171,9 @@ def test_refusals_are_one_message(monkeypatch: pytest.MonkeyPatch, fresh_probe: 
     with pytest.raises(
         Seq2SeqError, match="decodes on a CPU; this model is on meta .*--device cpu"
     ):
-        set_output_precision(_model().to("meta"), "int8-output")
+        set_output_precision(tiny_model().to("meta"), "int8-output")
     with pytest.raises(ValueError, match="unknown decoding precision 'int4'"):
-        set_output_precision(_model(), "int4")
+        set_output_precision(tiny_model(), "int4")
 
     def missing(*_: object) -> torch.Tensor:
         raise RuntimeError("no kernel")
@@ -201,7 +189,7 @@ def test_refusals_are_one_message(monkeypatch: pytest.MonkeyPatch, fresh_probe: 
         int8.products_problem.cache_clear()
         monkeypatch.setattr(torch, "_int_mm", fake)
         with pytest.raises(Seq2SeqError, match=f"cannot run here: .*{message}.*; use fp32"):
-            set_output_precision(_model(), "int8-output")
+            set_output_precision(tiny_model(), "int8-output")
         monkeypatch.undo()
     int8.products_problem.cache_clear()
     assert int8.products_problem(8, 300) is None

@@ -10,11 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from seq2seq.assemble import build_model
 from seq2seq.modules import projection
 from seq2seq.modules.projection import cache_projection, project
-from seq2seq.recipe import ModelConfig
 from seq2seq.training.optim import _fused
+from tests.conftest import tiny_model
 
 
 def _copy(generator: nn.Module) -> torch.Tensor | None:
@@ -91,22 +90,10 @@ def test_a_changed_weight_gets_a_new_copy(change: str) -> None:
     assert torch.equal(_copy(generator), generator.weight.t())  # type: ignore[arg-type]
 
 
-def _model(tie: bool = False) -> nn.Module:
-    config = ModelConfig(
-        embedding_dim=8,
-        embedding_dropout=0.0,
-        encoder={"type": "gru", "hidden_size": 4},  # type: ignore[arg-type]
-        attention="bahdanau",
-        decoder={"type": "luong", "hidden_size": 8, "dropout": 0.0},  # type: ignore[arg-type]
-        tie_output=tie,
-    )
-    return build_model(config, 20, 300).eval()
-
-
 def test_a_tied_output_follows_the_target_embeddings() -> None:
     """With the output tied to the target embeddings, changing the embeddings changes the
     model's step through the copy too."""
-    model = _model(tie=True)
+    model = tiny_model(tie=True)
     src, lengths, prev = torch.tensor([[5, 6, 3]]), torch.tensor([3]), torch.tensor([2])
     with torch.no_grad():
         model.step(prev, model.encode(src, lengths))
@@ -152,7 +139,7 @@ def test_other_generators_dtypes_autocast_and_inference_weights_are_called() -> 
 def test_cache_projection_makes_the_copy_and_copies_of_the_model_do_not_carry_it() -> None:
     """Made before forking decoding workers (so that they share it); deepcopies and pickles of
     the model start without it."""
-    model = _model()
+    model = tiny_model()
     cache_projection(model)
     made = _copy(model.generator)
     assert made is not None and torch.equal(made, model.generator.weight.t())
@@ -162,7 +149,7 @@ def test_cache_projection_makes_the_copy_and_copies_of_the_model_do_not_carry_it
 def test_training_mode_frees_the_copy() -> None:
     """Back in training (after a validation decode) the copy is dropped: it would be stale after
     the next update and only hold memory; eval mode keeps it."""
-    model = _model()
+    model = tiny_model()
     src, lengths, prev = torch.tensor([[5, 6, 3]]), torch.tensor([3]), torch.tensor([2])
     with torch.no_grad():
         model.step(prev, model.encode(src, lengths))
