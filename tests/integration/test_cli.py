@@ -175,6 +175,27 @@ def test_translate_imports_no_plotting_or_scoring_library(trained, tmp_path) -> 
     assert len(output.read_text(encoding="utf-8").splitlines()) == 20
 
 
+def test_the_command_process_freezes_its_imports_and_the_in_process_cli_does_not() -> None:
+    """As the process's command, the CLI imports with the collector paused and freezes what the
+    imports made (the interpreter's exit then skips them); called with argv it leaves both be."""
+    probe = (
+        "import gc, sys\n"
+        "from seq2seq.cli import main\n"
+        "argv = None if sys.argv[1] == 'command' else ['components']\n"
+        "sys.argv[1:] = ['components']\n"
+        "try:\n"
+        "    main(argv)\n"
+        "except SystemExit as stop:\n"
+        "    assert stop.code == 0, stop.code\n"
+        "print(gc.get_freeze_count() > 10000, gc.isenabled(), 'torch' in sys.modules)\n"
+    )
+    for mode, frozen in (("command", "True"), ("in-process", "False")):
+        result = subprocess.run(
+            [sys.executable, "-c", probe, mode], capture_output=True, text=True, check=True
+        )
+        assert result.stdout.splitlines()[-1] == f"{frozen} True True", (mode, result.stdout)
+
+
 def test_translate_beam_nbest_jsonl_with_attention(trained, tmp_path, capsys) -> None:
     """jsonl gives each input's n-best list with scores and per-piece attention rows."""
     import json
