@@ -175,7 +175,9 @@ def main() -> None:
     parser.add_argument("--work", default=str(prepare_data.default_work()))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--systems", default="seq2seq,seq2seq-int8,joeynmt,opennmt")
-    parser.add_argument("--precisions", default="fp32,bf16,bf16-output", help="ours (train)")
+    parser.add_argument(
+        "--precisions", default="fp32,bf16-output,bf16-products", help="ours (train)"
+    )
     parser.add_argument("--warmup", type=int, default=30, help="updates not counted (train)")
     parser.add_argument("--test-lines", type=int, help="decode only the first N test sentences")
     parser.add_argument("--rounds", type=int, default=1, help="decode every system R times")

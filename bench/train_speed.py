@@ -1,8 +1,10 @@
 """Training throughput of seq2seq on the matched setup: target and source tokens/s, time per epoch,
-peak RSS, in fp32, under bf16 autocast, and with bf16 products in the output layer alone.
+peak RSS, in fp32, under bf16 autocast, with bf16 products in the output layer alone, and in
+every product over whole sequences.
 
-Usage: python bench/train_speed.py [--precision fp32|bf16|bf16-output|both|all] [--seconds 120]
-       [--warmup 30] [--threads 2] [--recipe recipes/bench-matched.yaml] [KEY=VALUE ...]
+Usage: python bench/train_speed.py [--precision fp32|bf16|bf16-output|bf16-products|both|all]
+       [--seconds 120] [--warmup 30] [--threads 2] [--recipe recipes/bench-matched.yaml]
+       [KEY=VALUE ...]
 Each precision runs in its own process (so each peak RSS is its own). Real updates (forward with
 the fused loss, backward, clipping, the recipe's optimizer: what the trainer does) on the real
 corpus in the recipe's batch order; the rate is the median
@@ -35,7 +37,12 @@ from seq2seq.model import Seq2Seq
 from seq2seq.recipe import Recipe, load_recipe
 from seq2seq.training.prepare import prepare
 from seq2seq.training.run import seed_everything
-from seq2seq.training.update import autocast_dtype, output_dtype, precision_scope
+from seq2seq.training.update import (
+    autocast_dtype,
+    output_dtype,
+    precision_scope,
+    products_dtype,
+)
 
 RECIPE = ROOT / "recipes" / "bench-matched.yaml"
 
@@ -43,7 +50,12 @@ RECIPE = ROOT / "recipes" / "bench-matched.yaml"
 def precision_context(precision: str) -> contextlib.AbstractContextManager[None]:
     """The trainer's scope for `precision` (a train.precision value) on the CPU."""
     cpu = torch.device("cpu")
-    return precision_scope("cpu", autocast_dtype(precision, cpu), output_dtype(precision, cpu))
+    return precision_scope(
+        "cpu",
+        autocast_dtype(precision, cpu),
+        output_dtype(precision, cpu),
+        products_dtype(precision, cpu),
+    )
 
 
 def updater(recipe: Recipe, model: Seq2Seq) -> Callable[[Batch], int]:
@@ -163,7 +175,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--precision", choices=["fp32", "bf16", "bf16-output", "both", "all"], default="both"
+        "--precision",
+        choices=["fp32", "bf16", "bf16-output", "bf16-products", "both", "all"],
+        default="both",
     )
     parser.add_argument("--seconds", type=float, default=120.0, help="measuring time after warm-up")
     parser.add_argument("--warmup", type=int, default=30, help="updates not counted")
@@ -181,9 +195,10 @@ def main() -> None:
     if args.json:
         print(json.dumps(measure(args)))
         return
-    precisions = {"both": ["fp32", "bf16"], "all": ["fp32", "bf16", "bf16-output"]}.get(
-        args.precision, [args.precision]
-    )
+    precisions = {
+        "both": ["fp32", "bf16"],
+        "all": ["fp32", "bf16", "bf16-output", "bf16-products"],
+    }.get(args.precision, [args.precision])
     results = [run_child(args, p) for p in precisions]
     print(f"machine: {machine()}; {args.threads} threads")
     print(table(ROW_HEADER, [row(r) for r in results]))

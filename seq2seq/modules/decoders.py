@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from seq2seq.modules import gru, rnn_step
+from seq2seq.modules import gru, low_products, rnn_step
 from seq2seq.modules.dropout import Dropout
 from seq2seq.modules.initial_state import Init, InitialState
 from seq2seq.modules.protocols import (
@@ -218,7 +218,8 @@ class LuongDecoder(RecurrentDecoder):
         if self.attention is None or self.combine is None:
             return self.dropout(output), None, None, None
         context, weights, heads = self.attend_with_heads(output, state)
-        features = torch.tanh(self.combine(torch.cat([context, output], dim=-1)))
+        combined = low_products.linear(self.combine, torch.cat([context, output], dim=-1))
+        features = torch.tanh(combined)
         return self.dropout(features), context, weights, heads
 
     def step(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def compiling() -> bool:
@@ -41,4 +41,17 @@ def eager_cpu(tensor: Tensor) -> bool:
         and not torch.jit.is_tracing()
         and not torch.jit.is_scripting()
         and not compiling()
+    )
+
+
+def hooked(module: nn.Module) -> bool:
+    """Whether calling the module would run hooks (its own or global), which a hand-written
+    path standing in for its forward would skip."""
+    from torch.nn.modules import module as module_globals
+
+    return bool(
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or module_globals._global_forward_hooks
+        or module_globals._global_forward_pre_hooks
     )

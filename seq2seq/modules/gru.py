@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
+from seq2seq.modules import low_products
 from seq2seq.modules.eager import autocast_on_cpu, eager_cpu
 
 aten = torch.ops.aten
@@ -64,7 +65,9 @@ def run(
         params = [_stacked(rnn, name, layer, directions) for name in ("ih", "hh")]
         biases = [_stacked(rnn, name, layer, directions, "bias") for name in ("ih", "hh")]
         states = initial[layer * directions : (layer + 1) * directions]
-        layer_input, final = _GRULayer.apply(layer_input, states, *params, *biases, padding)
+        layer_input, final = _GRULayer.apply(
+            layer_input, states, *params, *biases, padding, low_products.products_dtype(inputs)
+        )
         finals.append(final)
     outputs = layer_input
     if padding is not None:
@@ -91,14 +94,21 @@ def _steps(values: Tensor, start: int = 0, stop: int | None = None) -> tuple[Ten
     return values[..., start:stop].unbind(0)
 
 
-def _input_gates(x: Tensor, w_ih: Tensor, b_ih: Tensor, padding: Tensor | None) -> Tensor:
-    """W_i x + b_i of every step and direction, in run order: (T, D, B, 3H)."""
+def _input_gates(
+    x: Tensor, w_ih: Tensor, b_ih: Tensor, padding: Tensor | None, low: torch.dtype | None
+) -> Tensor:
+    """W_i x + b_i of every step and direction, in run order: (T, D, B, 3H); the product in
+    `low` when given (`modules/low_products.py`)."""
     B, T, _ = x.shape
     D, H3 = w_ih.shape[:2]
     flat = x.reshape(B * T, -1)
     gates = x.new_empty(T, D, B, H3)
     for d in range(D):
-        by_time = torch.addmm(b_ih[d], flat, w_ih[d].t()).view(B, T, H3).transpose(0, 1)
+        if low is None:
+            products = torch.addmm(b_ih[d], flat, w_ih[d].t())
+        else:
+            products = low_products.mm(flat, w_ih[d].t(), low).add_(b_ih[d])
+        by_time = products.view(B, T, H3).transpose(0, 1)
         gates[:, d] = by_time if d == 0 else by_time.flip(0)  # run order
     if padding is not None:  # z = σ(+∞) = 1 exactly: h' = lerp(n, h, 1) = h
         skip = _run_order(padding.t().unsqueeze(1).expand(T, D, B))
@@ -121,11 +131,14 @@ class _GRULayer(torch.autograd.Function):
         b_ih: Tensor,
         b_hh: Tensor,
         padding: Tensor | None,
+        low: torch.dtype | None,
     ) -> tuple[Tensor, Tensor]:
-        """(B, T, I) x, (D, B, H) initial, stacked parameters → outputs (B, T, D·H), final."""
+        """(B, T, I) x, (D, B, H) initial, stacked parameters → outputs (B, T, D·H), final;
+        the input side's products in `low` when given (bf16-products), also in backward."""
         B, T, _ = x.shape
         D, _, H = initial.shape
-        gates_i = _input_gates(x, w_ih, b_ih, padding)
+        ctx.low = low
+        gates_i = _input_gates(x, w_ih, b_ih, padding, low)
         gates_h = x.new_empty(T, D, B, 3 * H)  # W_h h + b_h; its n third is needed again
         rz = x.new_empty(T, D, B, 2 * H)
         n = x.new_empty(T, D, B, H)
@@ -177,9 +190,9 @@ class _GRULayer(torch.autograd.Function):
             direct = grad_h * z[k] if k == 0 else torch.addcmul(grad_out[k - 1], grad_h, z[k])
             grad_h = torch.baddbmm(direct, grad_hg[k], w_hh)
         grad_x, *grad_params = _input_side_grads(
-            ctx.needs_input_grad[0], x, w_ih, grad_h_gates, grad_n_input, previous
+            ctx.needs_input_grad[0], x, w_ih, grad_h_gates, grad_n_input, previous, ctx.low
         )
-        return (grad_x, grad_h, *grad_params, None)
+        return (grad_x, grad_h, *grad_params, None, None)
 
 
 def _input_side_grads(
@@ -189,8 +202,10 @@ def _input_side_grads(
     grad_h_gates: Tensor,
     grad_n_input: Tensor,
     previous: Tensor,
+    low: torch.dtype | None,
 ) -> tuple[Tensor | None, ...]:
-    """Gradients of x, the weights and biases from every step's gate gradients at once."""
+    """Gradients of x, the weights and biases from every step's gate gradients at once; the
+    products in `low` when given, summed over the steps inside each product."""
     B, T, _ = x.shape
     _, D, _, H = previous.shape
 
@@ -201,15 +216,26 @@ def _input_side_grads(
     grad_rz = grad_h_gates[..., : 2 * H]  # r's and z's sums take W_i x and W_h h alike
     flat_x = x.reshape(B * T, -1)
     grad_x = None
-    if grad_x_needed:
-        grad_x = torch.zeros_like(flat_x)
-        for d in range(D):
-            grad_x.addmm_(grad_rz[d], w_ih[d, : 2 * H]).addmm_(grad_n_input[d], w_ih[d, 2 * H :])
-        grad_x = grad_x.view(x.shape)
-    grad_w_ih = torch.cat(
-        [grad_rz.transpose(1, 2) @ flat_x, grad_n_input.transpose(1, 2) @ flat_x], 1
-    )
-    grad_w_hh = torch.bmm(grad_h_gates.transpose(1, 2), batch_major(previous))
+    if low is not None:  # every gate's gradient side by side: one product per direction
+        grad_gates = torch.cat([grad_rz, grad_n_input], 2)
+        if grad_x_needed:
+            grad_x = low_products.mm(grad_gates[0], w_ih[0], low)
+            for d in range(1, D):
+                grad_x += low_products.mm(grad_gates[d], w_ih[d], low)
+            grad_x = grad_x.view(x.shape)
+        grad_w_ih = low_products.mm(grad_gates.transpose(1, 2), flat_x, low)
+        grad_w_hh = low_products.mm(grad_h_gates.transpose(1, 2), batch_major(previous), low)
+    else:
+        if grad_x_needed:
+            grad_x = torch.zeros_like(flat_x)
+            for d in range(D):
+                grad_x.addmm_(grad_rz[d], w_ih[d, : 2 * H])
+                grad_x.addmm_(grad_n_input[d], w_ih[d, 2 * H :])
+            grad_x = grad_x.view(x.shape)
+        grad_w_ih = torch.cat(
+            [grad_rz.transpose(1, 2) @ flat_x, grad_n_input.transpose(1, 2) @ flat_x], 1
+        )
+        grad_w_hh = torch.bmm(grad_h_gates.transpose(1, 2), batch_major(previous))
     grad_b_hh = grad_h_gates.sum(1)
     grad_b_ih = torch.cat([grad_b_hh[:, : 2 * H], grad_n_input.sum(1)], 1)
     return grad_x, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh

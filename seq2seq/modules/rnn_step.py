@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from seq2seq.modules.derived import DerivedCache
-from seq2seq.modules.eager import autocast_on_cpu, eager_cpu
+from seq2seq.modules.eager import autocast_on_cpu, eager_cpu, hooked
 
 Hidden = Tensor | tuple[Tensor, Tensor]
 
@@ -58,7 +58,7 @@ def usable(rnn: nn.Module, embedding: nn.Module) -> bool:
     autocast, no dropout between layers)."""
     if type(rnn) not in (nn.GRU, nn.LSTM) or type(embedding) is not nn.Embedding:
         return False
-    if _hooked(rnn) or _hooked(embedding) or embedding.max_norm is not None:
+    if hooked(rnn) or hooked(embedding) or embedding.max_norm is not None:
         return False
     assert isinstance(rnn, nn.RNNBase) and isinstance(embedding, nn.Embedding)
     weight = _parameter(rnn, "weight_ih_l0")
@@ -76,18 +76,6 @@ def usable(rnn: nn.Module, embedding: nn.Module) -> bool:
         and not embedding.weight.is_inference()
         and weight.size(1) >= embedding.embedding_dim
         and embedding.num_embeddings * weight.size(0) * weight.element_size() <= MAX_TABLE_BYTES
-    )
-
-
-def _hooked(module: nn.Module) -> bool:
-    """Whether calling the module would run hooks (its own or global) that the table skips."""
-    from torch.nn.modules import module as module_globals
-
-    return bool(
-        module._forward_hooks
-        or module._forward_pre_hooks
-        or module_globals._global_forward_hooks
-        or module_globals._global_forward_pre_hooks
     )
 
 

@@ -151,8 +151,9 @@ class TrainConfig:
     max_nonfinite: int = 10  # stop after this many non-finite losses or gradients in a row
     threads: int | None = None  # torch CPU threads (None: torch's default)
     accumulate: int = 1  # batches per process summed into one update (global batch: × processes)
-    # auto: bf16/fp16 autocast on GPU, else fp32; bf16-output: only the output layer's products
-    precision: Literal["auto", "fp32", "bf16", "fp16", "bf16-output"] = "auto"
+    # auto: bf16/fp16 autocast on GPU, else fp32; bf16-output: only the output layer's products;
+    # bf16-products: those and the other products over whole sequences (README, Scaling up)
+    precision: Literal["auto", "fp32", "bf16", "fp16", "bf16-output", "bf16-products"] = "auto"
     dist_timeout: float = 30.0  # minutes a process waits for the others before the job fails
     tensorboard: bool = False  # also log to RUN_DIR/tensorboard (needs seq2seq[tensorboard])
 

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from seq2seq.data.batching import Batch
 from seq2seq.errors import Seq2SeqError
 from seq2seq.model import ModelOutput, Seq2Seq
+from seq2seq.modules.low_products import low_precision_products
 from seq2seq.modules.output import low_precision_output
 from seq2seq.recipe import TrainConfig
 from seq2seq.training.distributed import Group
@@ -60,7 +61,7 @@ class TeacherForced(nn.Module):
 
 def autocast_dtype(name: str, device: torch.device) -> torch.dtype | None:
     """train.precision → the autocast dtype (None: no autocast)."""
-    if name in ("fp32", "bf16-output") or (name == "auto" and device.type != "cuda"):
+    if name in ("fp32", *LOW_PRODUCTS) or (name == "auto" and device.type != "cuda"):
         return None
     if name == "fp16":
         return torch.float16
@@ -72,26 +73,44 @@ def autocast_dtype(name: str, device: torch.device) -> torch.dtype | None:
 
 
 def output_dtype(name: str, device: torch.device) -> torch.dtype | None:
-    """train.precision → the dtype of the fused output layer's products alone (bf16-output)."""
-    if name != "bf16-output":
+    """train.precision → the dtype of the fused output layer's products (bf16-output and
+    bf16-products), else None."""
+    if name not in LOW_PRODUCTS:
         return None
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise Seq2SeqError("train.precision: this GPU has no bf16 for bf16-output; use fp32")
+        raise Seq2SeqError(f"train.precision: this GPU has no bf16 for {name}; use fp32")
     return torch.bfloat16
+
+
+def products_dtype(name: str, device: torch.device) -> torch.dtype | None:
+    """train.precision → the dtype of the other products over whole sequences (bf16-products:
+    `modules/low_products.py`), else None."""
+    return output_dtype(name, device) if name == "bf16-products" else None
+
+
+# the precisions that lower products without autocast: the output layer's, or all large ones
+LOW_PRODUCTS = ("bf16-output", "bf16-products")
 
 
 @contextlib.contextmanager
 def precision_scope(
-    device_type: str, autocast: torch.dtype | None, output: torch.dtype | None
+    device_type: str,
+    autocast: torch.dtype | None,
+    output: torch.dtype | None,
+    products: torch.dtype | None = None,
 ) -> Iterator[None]:
-    """Where a forward pass runs: under `autocast` and with the output layer's products in
-    `output` (each None: off), as `autocast_dtype` and `output_dtype` chose."""
-    with torch.autocast(device_type, dtype=autocast, enabled=autocast is not None):
-        if output is None:
-            yield
-        else:
-            with low_precision_output(output):
-                yield
+    """Where a forward pass runs: under `autocast`, with the output layer's products in
+    `output` and the other products over whole sequences in `products` (each None: off), as
+    `autocast_dtype`, `output_dtype` and `products_dtype` chose."""
+    with contextlib.ExitStack() as scopes:
+        scopes.enter_context(
+            torch.autocast(device_type, dtype=autocast, enabled=autocast is not None)
+        )
+        if output is not None:
+            scopes.enter_context(low_precision_output(output))
+        if products is not None:
+            scopes.enter_context(low_precision_products(products))
+        yield
 
 
 def teacher_ratio(cfg: TrainConfig, step: int) -> float:
@@ -124,6 +143,7 @@ class Updater:
             )
         self.dtype = autocast_dtype(cfg.precision, group.device)
         self.output_dtype = output_dtype(cfg.precision, group.device)
+        self.products_dtype = products_dtype(cfg.precision, group.device)
         # fp16 gradients underflow without loss scaling; bf16 has float32's range
         self.scaler = torch.amp.GradScaler(group.device.type, enabled=self.dtype == torch.float16)
 
@@ -163,7 +183,7 @@ class Updater:
         coverage = cfg.coverage_loss
         use_coverage = coverage is not None and step >= coverage.start_step
         device = self.group.device.type
-        with precision_scope(device, self.dtype, self.output_dtype):
+        with precision_scope(device, self.dtype, self.output_dtype, self.products_dtype):
             output = self.net(
                 batch.src,
                 batch.src_lengths,

@@ -11,14 +11,14 @@ import torch
 
 import seq2seq.model
 from seq2seq.errors import RecipeError, Seq2SeqError
-from seq2seq.modules import output
+from seq2seq.modules import gru, low_products, output
 from seq2seq.recipe import parse_recipe
 from seq2seq.training.checkpoint import checkpoint_dir, load_trainer_state
 from seq2seq.training.distributed import Group, inject_fault, is_peer_failure
 from seq2seq.training.feed import share, updates
 from seq2seq.training.launch import describe_failure, without_nproc
 from seq2seq.training.run import train
-from seq2seq.training.update import autocast_dtype, output_dtype
+from seq2seq.training.update import autocast_dtype, output_dtype, products_dtype
 from tests.conftest import tiny_recipe
 
 
@@ -48,6 +48,11 @@ def test_precision_choice() -> None:
     assert autocast_dtype("bf16-output", cpu) is None  # no autocast: the output layer alone
     assert output_dtype("bf16-output", cpu) is torch.bfloat16
     assert all(output_dtype(name, cpu) is None for name in ("auto", "fp32", "bf16", "fp16"))
+    assert autocast_dtype("bf16-products", cpu) is None  # nor here: the large products alone
+    assert output_dtype("bf16-products", cpu) is products_dtype("bf16-products", cpu)
+    assert products_dtype("bf16-products", cpu) is torch.bfloat16
+    others = ("auto", "fp32", "bf16", "fp16", "bf16-output")
+    assert all(products_dtype(name, cpu) is None for name in others)
 
 
 def test_fp16_keeps_the_scaler_in_checkpoints(reversal_dir: Path, tmp_path: Path) -> None:
@@ -69,7 +74,10 @@ def test_bf16_trains_on_the_cpu(reversal_dir: Path, tmp_path: Path) -> None:
     assert "scaler" not in saved and saved["loop"]["step"] == 2
 
 
-@pytest.mark.parametrize(("precision", "low"), [("bf16-output", torch.bfloat16), ("fp32", None)])
+@pytest.mark.parametrize(
+    ("precision", "low"),
+    [("bf16-output", torch.bfloat16), ("bf16-products", torch.bfloat16), ("fp32", None)],
+)
 def test_bf16_output_reaches_the_fused_loss(
     reversal_dir: Path,
     tmp_path: Path,
@@ -77,8 +85,8 @@ def test_bf16_output_reaches_the_fused_loss(
     precision: str,
     low: torch.dtype | None,
 ) -> None:
-    """Under bf16-output every training loss multiplies in bf16 and the model runs without
-    autocast; under fp32, in float32."""
+    """Under bf16-output (and bf16-products) every training loss multiplies in bf16 and the
+    model runs without autocast; under fp32, in float32."""
     seen: list[tuple[object, bool]] = []
     fused_loss, apply = seq2seq.model.projected_cross_entropy, output._ProjectedCrossEntropy.apply
 
@@ -95,6 +103,39 @@ def test_bf16_output_reaches_the_fused_loss(
     recipe = tiny_recipe(reversal_dir, train={"precision": precision, "max_steps": 2})
     train(parse_recipe(recipe), tmp_path / "run", device="cpu")
     assert len(seen) >= 4 and set(seen) == {("autocast", False), ("products", low)}
+
+
+@pytest.mark.parametrize(("precision", "low"), [("bf16-products", torch.bfloat16), ("fp32", None)])
+def test_bf16_products_reach_the_gru_and_the_linear_layers(
+    reversal_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    precision: str,
+    low: torch.dtype | None,
+) -> None:
+    """Under bf16-products the encoder's and decoder's GRU layers (the decoder without input
+    feeding runs as one), the attention's projections and the combine layer multiply in bf16
+    while training; under fp32 none does. Validation's decoding never does."""
+    layers: list[object] = []
+    linears: list[torch.dtype | None] = []
+    apply_layer, run_linear = gru._GRULayer.apply, low_products.linear
+
+    def watched_layer(*args: object) -> object:
+        layers.append(args[-1])
+        return apply_layer(*args)
+
+    def watched_linear(layer: torch.nn.Module, values: torch.Tensor) -> torch.Tensor:
+        linears.append(low_products.products_dtype(values))
+        return run_linear(layer, values)
+
+    monkeypatch.setattr(gru._GRULayer, "apply", watched_layer)
+    monkeypatch.setattr(low_products, "linear", watched_linear)
+    train_keys = {"precision": precision, "max_steps": 2}
+    decoder = {"type": "luong", "hidden_size": 32, "dropout": 0.0, "input_feeding": False}
+    recipe = tiny_recipe(reversal_dir, train=train_keys, model={"decoder": decoder})
+    train(parse_recipe(recipe), tmp_path / "run", device="cpu")
+    assert len(layers) >= 4 and set(layers) == {low}  # 2 updates × encoder and decoder
+    assert low in linears and set(linears) <= {low, None}  # None: validation (no graph)
 
 
 def test_bf16_output_needs_bf16_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:

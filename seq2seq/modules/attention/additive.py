@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from seq2seq.modules import low_products
 from seq2seq.modules.attention import as_steps, attend, from_steps
 from seq2seq.modules.attention.additive_scores import additive_scores
 from seq2seq.modules.protocols import AlignmentHistory
@@ -26,7 +27,7 @@ class AdditiveAttention(nn.Module):
 
     def prepare(self, memory: Tensor) -> Tensor:
         """(B, S, M) → projected keys 2 U k (B, S, A), once per source batch (see forward)."""
-        return 2.0 * self.key_proj(memory)
+        return 2.0 * low_products.linear(self.key_proj, memory)
 
     def history_term(self, history: AlignmentHistory) -> Tensor | None:
         """(B, S, A) added inside the tanh, or None."""
@@ -54,7 +55,8 @@ class AdditiveAttention(nn.Module):
         if extra is not None:
             keys = keys + 2.0 * extra
         # Σ v σ over the (B, T, S, A) sum, in cache-sized blocks (additive_scores.py)
-        scores = 2.0 * additive_scores(2.0 * self.query_proj(query), keys, self.energy)
+        queries = 2.0 * low_products.linear(self.query_proj, query)
+        scores = 2.0 * additive_scores(queries, keys, self.energy)
         return from_steps(*attend(scores, memory, mask), single)
 
 
