@@ -13,6 +13,7 @@ budget 2,000 from length-sorted buckets) and random ids: speed does not depend o
   factored   + the blocked scores' σ(q + k) as 1 / (1 + e⁻ᵠ e⁻ᵏ) (the current code)
   bf16       the current code under CPU bf16 autocast
   bf16out    the current code with only the fused loss's products in bf16 (low_precision_output)
+  bf16prod   the current code with every product over whole sequences in bf16 (bf16-products)
   compile    the current code with torch.compile(model.run)
   fusedadam  the current code with torch.optim.Adam(fused=True); foreachadam: foreach=True
 """
@@ -41,7 +42,8 @@ from seq2seq.recipe import load_recipe
 from seq2seq.training.loss import sequence_loss
 
 V = 8000
-PRECISION = {"bf16": "bf16", "bf16out": "bf16-output"}  # levers that are a train.precision
+# levers that are a train.precision
+PRECISION = {"bf16": "bf16", "bf16out": "bf16-output", "bf16prod": "bf16-products"}
 
 
 def real_batches(count: int) -> list:

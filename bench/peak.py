@@ -2,11 +2,12 @@
 token (counted analytically), and the achieved fraction of the peak.
 
 Usage: python bench/peak.py [--threads 2] [--size 2048]
-       [--tok-s FP32_RATE [BF16_RATE [BF16_OUTPUT_RATE]]] [--seconds 60] [--work ../peers-work]
+       [--tok-s FP32_RATE [BF16_RATE [BF16_OUTPUT_RATE [BF16_PRODUCTS_RATE]]]] [--seconds 60]
+       [--work ../peers-work]
 Without --tok-s the rates come from bench/train_speed.py (one child per precision).
 bf16-output (the output layer's products in bf16, the rest in fp32) is held to the peak of that
 mix: the time the bf16 peak takes for the output projection's FLOPs plus the fp32 peak's for
-the rest.
+the rest; bf16-products likewise, with every part it runs in bf16 (`LOW_PARTS`) on the bf16 side.
 FLOPs count multiply-adds as 2; training = 3 × forward (backward ≈ 2 × forward); only real
 tokens count (padding is overhead, as in the usual "model FLOPs utilisation").
 """
@@ -26,7 +27,19 @@ from bench import train_speed
 from bench.measure import fmt, machine, read_text, table
 from bench.peers import prepare_data
 
-PRECISIONS = ("fp32", "bf16", "bf16-output")
+PRECISIONS = ("fp32", "bf16", "bf16-output", "bf16-products")
+# the parts whose products each low-precision mix runs in bf16 (the rest runs in float32)
+LOW_PARTS = {
+    "bf16-output": ("output projection",),
+    "bf16-products": (
+        "encoder input gates",
+        "attention keys",
+        "decoder input gates",
+        "attention query",
+        "attentional layer",
+        "output projection",
+    ),
+}
 
 
 def matmul_peak(size: int, dtype: torch.dtype, seconds: float = 3.0) -> float:
@@ -59,12 +72,14 @@ def mean_lengths(data: Path, max_length: int = 100) -> tuple[float, float]:
 def flops_per_target_token(src_per_tgt: float, attended: float, vocab: int = 8000) -> dict:
     """Forward FLOPs of the matched model per target token, by part, and training's total."""
     E, h, H, A, M = 256, 128, 256, 256, 256  # embeddings, encoder per direction, decoder, attn
-    gru = 2 * 3 * (E * h + h * h) * 2  # two directions
     parts = {
-        "encoder (bi-GRU)": gru * src_per_tgt,
+        "encoder input gates": 2 * 3 * E * h * 2 * src_per_tgt,  # two directions
+        "encoder recurrence": 2 * 3 * h * h * 2 * src_per_tgt,
         "attention keys": 2 * M * A * src_per_tgt,
-        "decoder GRU": 2 * 3 * (E * H + H * H),
-        "attention query + scores + context": 2 * H * A + attended * (2 * A + 2 * M),
+        "decoder input gates": 2 * 3 * E * H,
+        "decoder recurrence": 2 * 3 * H * H,
+        "attention query": 2 * H * A,
+        "attention scores + context": attended * (2 * A + 2 * M),
         "attentional layer": 2 * (M + H) * H,
         "output projection": 2 * H * vocab,
         "softmax + loss": 5 * vocab,
@@ -80,7 +95,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument(
-        "--tok-s", type=float, nargs="+", help="fp32 [bf16 [bf16-output]] target tokens/s"
+        "--tok-s",
+        type=float,
+        nargs="+",
+        help="fp32 [bf16 [bf16-output [bf16-products]]] target tokens/s",
     )
     parser.add_argument("--seconds", type=float, default=60.0, help="train_speed measuring time")
     parser.add_argument("--work", default=str(prepare_data.default_work()))
@@ -95,8 +113,9 @@ def main() -> None:
     src_per_tgt, attended = mean_lengths(data)
     parts = flops_per_target_token(src_per_tgt, attended)
     per_token = parts["training (3 × forward)"]
-    output_share = parts["output projection"] / parts["forward total"]
-    peaks["bf16-output"] = 1 / (output_share / peaks["bf16"] + (1 - output_share) / peaks["fp32"])
+    for mix, low_parts in LOW_PARTS.items():
+        share = sum(parts[name] for name in low_parts) / parts["forward total"]
+        peaks[mix] = 1 / (share / peaks["bf16"] + (1 - share) / peaks["fp32"])
     if args.tok_s:
         rates = dict(zip(PRECISIONS, args.tok_s, strict=False))
     else:
@@ -154,7 +173,7 @@ def peer_targets(work: Path, per_token: float, peaks: dict[str, float]) -> list[
             continue
         needed = 3 * row["tgt_tok_s"] * per_token
         # bf16 autocast is left out: here it trains slower than bf16-output
-        mixes = ("fp32", "bf16-output")
+        mixes = ("fp32", "bf16-output", "bf16-products")
         shares = ", ".join(f"{100 * needed / peaks[p]:.0f}% of {p}'s" for p in mixes)
         lines.append(
             f"- 3 × {row['system']} ({fmt(row['tgt_tok_s'])} tgt tok/s) would need "
