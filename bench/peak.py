@@ -28,17 +28,21 @@ from bench.measure import fmt, machine, read_text, table
 from bench.peers import prepare_data
 
 PRECISIONS = ("fp32", "bf16", "bf16-output", "bf16-products")
-# the parts whose products each low-precision mix runs in bf16 (the rest runs in float32)
-LOW_PARTS = {
-    "bf16-output": ("output projection",),
-    "bf16-products": (
-        "encoder input gates",
-        "attention keys",
-        "decoder input gates",
-        "attention query",
-        "attentional layer",
-        "output projection",
-    ),
+# the share of each part's training FLOPs that each low-precision mix runs in bf16 (the rest
+# in float32); of a recurrence's three products (forward, the state's gradient, W_hh's
+# gradient) bf16-products lowers the last, which is one product over all steps
+LOW_PARTS: dict[str, dict[str, float]] = {
+    "bf16-output": {"output projection": 1.0},
+    "bf16-products": {
+        "encoder input gates": 1.0,
+        "encoder recurrence": 1 / 3,
+        "attention keys": 1.0,
+        "decoder input gates": 1.0,
+        "decoder recurrence": 1 / 3,
+        "attention query": 1.0,
+        "attentional layer": 1.0,
+        "output projection": 1.0,
+    },
 }
 
 
@@ -114,7 +118,7 @@ def main() -> None:
     parts = flops_per_target_token(src_per_tgt, attended)
     per_token = parts["training (3 × forward)"]
     for mix, low_parts in LOW_PARTS.items():
-        share = sum(parts[name] for name in low_parts) / parts["forward total"]
+        share = sum(parts[name] * part for name, part in low_parts.items()) / parts["forward total"]
         peaks[mix] = 1 / (share / peaks["bf16"] + (1 - share) / peaks["fp32"])
     if args.tok_s:
         rates = dict(zip(PRECISIONS, args.tok_s, strict=False))

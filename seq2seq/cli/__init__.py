@@ -83,9 +83,9 @@ def _collector_paused() -> Iterator[None]:
     Importing torch leaves about 170,000 objects for the collector to track; a full pass over
     them takes about 0.08 s, and the interpreter's exit makes such passes: `python -c "import
     torch"` took 1.45 s, and 1.15 s with gc.freeze() after the import. Frozen, they also keep
-    forked decoding workers from writing to their pages. Only where the command owns the process
-    (`main` without argv): frozen objects are never freed, which a test process calling the CLI
-    many times would feel.
+    forked decoding workers from writing to those objects' pages. Only where the command owns
+    the process (`main` without argv): frozen objects are never freed (garbage the imports
+    leave is kept once), which a test process calling the CLI many times would feel.
     """
     was_enabled = gc.isenabled()
     gc.disable()

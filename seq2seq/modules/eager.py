@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
+
 import torch
 from torch import Tensor, nn
 
@@ -55,3 +59,14 @@ def hooked(module: nn.Module) -> bool:
         or module_globals._global_forward_hooks
         or module_globals._global_forward_pre_hooks
     )
+
+
+@contextlib.contextmanager
+def dtype_scope(store: threading.local, dtype: torch.dtype) -> Iterator[None]:
+    """`store.dtype` is `dtype` within the block (in this thread), and what it was after."""
+    outer = getattr(store, "dtype", None)
+    store.dtype = dtype
+    try:
+        yield
+    finally:
+        store.dtype = outer

@@ -66,7 +66,7 @@ def run(
         biases = [_stacked(rnn, name, layer, directions, "bias") for name in ("ih", "hh")]
         states = initial[layer * directions : (layer + 1) * directions]
         layer_input, final = _GRULayer.apply(
-            layer_input, states, *params, *biases, padding, low_products.products_dtype(inputs)
+            layer_input, states, *params, *biases, padding, low_products.low_dtype(inputs, *params)
         )
         finals.append(final)
     outputs = layer_input
@@ -134,7 +134,7 @@ class _GRULayer(torch.autograd.Function):
         low: torch.dtype | None,
     ) -> tuple[Tensor, Tensor]:
         """(B, T, I) x, (D, B, H) initial, stacked parameters → outputs (B, T, D·H), final;
-        the input side's products in `low` when given (bf16-products), also in backward."""
+        the products over all steps in `low` when given (bf16-products), in backward too."""
         B, T, _ = x.shape
         D, _, H = initial.shape
         ctx.low = low
@@ -217,7 +217,7 @@ def _input_side_grads(
     flat_x = x.reshape(B * T, -1)
     grad_x = None
     if low is not None:  # every gate's gradient side by side: one product per direction
-        grad_gates = torch.cat([grad_rz, grad_n_input], 2)
+        grad_gates = torch.cat([grad_rz.to(low), grad_n_input.to(low)], 2)
         if grad_x_needed:
             grad_x = low_products.mm(grad_gates[0], w_ih[0], low)
             for d in range(1, D):

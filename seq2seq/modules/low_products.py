@@ -1,13 +1,15 @@
 """Products over whole sequences in bf16 while training (`train.precision: bf16-products`).
 
 A linear layer applied to every position of a batch at once (the additive attention's key and
-query projections, the decoders' combine layers) and a GRU layer's input side (the input gates
-of all steps, and their gradients) are large products, which a CPU with bf16 dot products runs
-about twice as fast as in float32. Within `low_precision_products(torch.bfloat16)` their three
-products (output, input gradient, weight gradient) take bf16 operands and round their results
-to bf16, as autocast would; the weights, the biases, the sums of gradients over steps, the
-recurrent steps' own products and every elementwise operation stay in float32. Decoding (no
-graph) and everything outside the block are untouched.
+query projections, the Luong decoder's combine layer when it runs over the whole target) and a
+GRU layer's products over all its steps (the input gates, and in backward the gradients of the
+input, of W_ih and of W_hh) are large products, which a CPU with bf16 dot products runs about
+twice as fast as in float32. Within `low_precision_products(torch.bfloat16)` they take bf16
+operands and round their results to bf16, as autocast would; the weights, the biases, the
+recurrent steps' own products (one step at a time: forward, and the state's gradient), the
+softmaxes and every elementwise operation stay in float32. Layers called one step at a time
+(input feeding, scheduled sampling, coverage) keep float32, as do decoding (no graph), frozen
+layers and everything outside the block.
 """
 
 from __future__ import annotations
@@ -19,29 +21,28 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
-from seq2seq.modules.eager import eager_cpu, hooked
+from seq2seq.modules.eager import dtype_scope, eager_cpu, hooked
 
 _scope = threading.local()  # the dtype `low_precision_products` set in this thread
 
 
 @contextlib.contextmanager
 def low_precision_products(dtype: torch.dtype = torch.bfloat16) -> Iterator[None]:
-    """Within this block the products over whole sequences multiply in `dtype` when they
+    """Within this block the products over whole sequences multiply in `dtype` where they
     build a graph (training)."""
-    outer = getattr(_scope, "dtype", None)
-    _scope.dtype = dtype
-    try:
+    with dtype_scope(_scope, dtype):
         yield
-    finally:
-        _scope.dtype = outer
 
 
-def products_dtype(values: Tensor) -> torch.dtype | None:
-    """The low dtype for a product over `values` (float32, building a graph, eager on the CPU)
-    inside `low_precision_products`, else None."""
+def low_dtype(values: Tensor, *weights: Tensor) -> torch.dtype | None:
+    """The dtype for products over float32 `values` inside `low_precision_products` where a
+    gradient is to be made (of the values or a weight), eager on the CPU; else None."""
     low: torch.dtype | None = getattr(_scope, "dtype", None)
     if low is None or values.dtype != torch.float32 or not torch.is_grad_enabled():
+        return None
+    if not (values.requires_grad or any(w.requires_grad for w in weights)):
         return None
     return low if eager_cpu(values) else None
 
@@ -54,13 +55,14 @@ def mm(left: Tensor, right: Tensor, low: torch.dtype | None) -> Tensor:
 
 
 def linear(layer: nn.Module, values: Tensor) -> Tensor:
-    """`layer(values)`; for a plain nn.Linear (no hooks) inside `low_precision_products`, with
-    its three products in the low dtype."""
-    low = products_dtype(values)
-    if low is None or type(layer) is not nn.Linear or hooked(layer):
+    """`layer(values)`; for a plain float32 nn.Linear (no hooks) over (B, T, ·) values of more
+    than one position inside `low_precision_products`, with its three products in the low
+    dtype. (B, ·) values are a single step of a recurrence and stay in float32."""
+    if type(layer) is not nn.Linear or values.dim() != 3 or values.size(1) < 2:
         return layer(values)
     assert isinstance(layer, nn.Linear)
-    if layer.weight.dtype != torch.float32:
+    low = low_dtype(values, layer.weight)
+    if low is None or layer.weight.dtype != torch.float32 or hooked(layer):
         return layer(values)
     return _LowLinear.apply(values, layer.weight, layer.bias, low)
 
@@ -72,6 +74,7 @@ class _LowLinear(torch.autograd.Function):
     def forward(
         ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, low: torch.dtype
     ) -> Tensor:
+        """(…, I) x → (…, O), from bf16 copies of x and W (kept for backward)."""
         rows = x.reshape(-1, x.size(-1)).to(low)
         weight_low = weight.to(low)
         ctx.save_for_backward(rows, weight_low)
@@ -82,11 +85,18 @@ class _LowLinear(torch.autograd.Function):
         return out.view(*x.shape[:-1], weight.size(0))
 
     @staticmethod
+    @once_differentiable  # the saved operands are bf16 copies: no graph of the backward pass
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        """The gradients of x, W and b that are needed."""
         rows, weight_low = ctx.saved_tensors
         grad_rows = grad.reshape(-1, grad.size(-1))
         grad_low = grad_rows.to(weight_low.dtype)
-        grad_x = (grad_low @ weight_low).float().view(*grad.shape[:-1], weight_low.size(1))
-        grad_w = (grad_low.t() @ rows).float()
-        grad_b = grad_rows.sum(0) if ctx.has_bias else None
+        needs_x, needs_w, needs_b = ctx.needs_input_grad[:3]
+        grad_x = grad_w = grad_b = None
+        if needs_x:
+            grad_x = (grad_low @ weight_low).float().view(*grad.shape[:-1], weight_low.size(1))
+        if needs_w:
+            grad_w = (grad_low.t() @ rows).float()
+        if needs_b and ctx.has_bias:
+            grad_b = grad_rows.sum(0)
         return grad_x, grad_w, grad_b, None

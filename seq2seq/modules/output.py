@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seq2seq.modules.eager import active_autocast_dtype
+from seq2seq.modules.eager import active_autocast_dtype, dtype_scope
 
 CHUNK_ROWS = 512  # rows per chunk: a (512, 8000) float32 block is 16 MB, within a large L3
 PAD_ROWS = 64  # low-precision chunks are padded to a multiple of this many rows
@@ -29,12 +29,8 @@ def low_precision_output(dtype: torch.dtype = torch.bfloat16) -> Iterator[None]:
     little from autocast on a CPU and pay its casts. Meant for bf16: in fp16 the unscaled
     gradient's small probabilities would round to zero (a loss scaler scales only later).
     """
-    outer = getattr(_output_dtype, "dtype", None)
-    _output_dtype.dtype = dtype
-    try:
+    with dtype_scope(_output_dtype, dtype):
         yield
-    finally:
-        _output_dtype.dtype = outer
 
 
 class _ProjectedCrossEntropy(torch.autograd.Function):

@@ -24,6 +24,9 @@ from seq2seq.modules.output import low_precision_output
 from seq2seq.recipe import TrainConfig
 from seq2seq.training.distributed import Group
 
+# the precisions that lower products without autocast: the output layer's, or all large ones
+LOW_PRODUCTS = ("bf16-output", "bf16-products")
+
 
 @dataclass
 class StepStats:
@@ -86,10 +89,6 @@ def products_dtype(name: str, device: torch.device) -> torch.dtype | None:
     """train.precision → the dtype of the other products over whole sequences (bf16-products:
     `modules/low_products.py`), else None."""
     return output_dtype(name, device) if name == "bf16-products" else None
-
-
-# the precisions that lower products without autocast: the output layer's, or all large ones
-LOW_PRODUCTS = ("bf16-output", "bf16-products")
 
 
 @contextlib.contextmanager

@@ -17,32 +17,51 @@ def _relative(got: torch.Tensor, expected: torch.Tensor) -> float:
     return float((got - expected).norm() / expected.norm())
 
 
-def _linear_case() -> tuple[nn.Linear, torch.Tensor]:
+def _linear_case(bias: bool = True) -> tuple[nn.Linear, torch.Tensor]:
     torch.manual_seed(0)
-    return nn.Linear(24, 40), torch.randn(3, 11, 24, requires_grad=True)
+    return nn.Linear(24, 40, bias=bias), torch.randn(3, 11, 24, requires_grad=True)
 
 
 def _linear_grads(layer: nn.Linear, x: torch.Tensor, low: bool) -> list[torch.Tensor]:
-    x.grad = layer.weight.grad = layer.bias.grad = None
+    x.grad = layer.weight.grad = None
+    if layer.bias is not None:
+        layer.bias.grad = None
     scope = low_precision_products(BF16) if low else torch.enable_grad()
     with scope:
         out = low_products.linear(layer, x)
     (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
-    grads = [x.grad, layer.weight.grad, layer.bias.grad]
+    grads = [x.grad, layer.weight.grad] + ([] if layer.bias is None else [layer.bias.grad])
     assert all(g is not None and g.dtype == torch.float32 for g in grads)
     return [out.detach(), *grads]  # type: ignore[list-item]
 
 
-def test_linear_in_the_block_is_float32_to_bf16_rounding() -> None:
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_in_the_block_is_float32_to_bf16_rounding(bias: bool) -> None:
     """The output and the gradients of x and W, the three products, within 1 % of float32 (8
     bits of mantissa) and not equal to them: they did run in bf16. The bias's gradient is a sum
     in float32, as before."""
-    layer, x = _linear_case()
+    layer, x = _linear_case(bias)
     exact, low = _linear_grads(layer, x, low=False), _linear_grads(layer, x, low=True)
+    assert len(low) == len(exact) == (4 if bias else 3)
     for got, expected in zip(low[:3], exact[:3], strict=True):
         assert got.shape == expected.shape
         assert 0 < _relative(got, expected) < 1e-2
-    assert _relative(low[3], exact[3]) < 1e-6
+    if bias:
+        assert _relative(low[3], exact[3]) < 1e-6
+
+
+def test_linear_keeps_float32_for_single_steps_and_frozen_layers() -> None:
+    """(B, ·) values (one step of a recurrence) and (B, 1, ·) ones, and a layer with nothing to
+    train over values without a gradient, take the layer's own float32 forward in the block."""
+    layer, x = _linear_case()
+    step = x[:, 0]
+    with low_precision_products(BF16):
+        assert torch.equal(low_products.linear(layer, step), layer(step))
+        assert torch.equal(low_products.linear(layer, x[:, :1]), layer(x[:, :1]))
+        layer.requires_grad_(False)
+        frozen = x.detach()
+        assert torch.equal(low_products.linear(layer, frozen), layer(frozen))
+        assert not torch.equal(low_products.linear(layer, x), layer(x))  # x still needs one
 
 
 def test_linear_outside_the_block_or_without_a_graph_is_the_layer_itself() -> None:
@@ -94,16 +113,19 @@ def test_gru_input_side_in_bf16_stays_within_its_rounding(bidirectional: bool) -
     assert torch.equal(low[2][1, 3:], torch.zeros_like(low[2][1, 3:]))  # padding: no gradient
 
 
-def test_products_dtype_needs_float32_a_graph_and_the_block() -> None:
-    """The low dtype only inside the block, for float32 values with a graph being built."""
-    values = torch.ones(2, 3)
-    assert low_products.products_dtype(values) is None
+def test_low_dtype_needs_float32_a_gradient_and_the_block() -> None:
+    """The low dtype only inside the block, for float32 values with a gradient to be made."""
+    values = torch.ones(2, 3, requires_grad=True)
     with low_precision_products(BF16):
-        assert low_products.products_dtype(values) is BF16
-        assert low_products.products_dtype(values.double()) is None
+        assert low_products.low_dtype(values.detach()) is None
+        assert low_products.low_dtype(values.detach(), values) is BF16  # a weight needs one
+    assert low_products.low_dtype(values) is None
+    with low_precision_products(BF16):
+        assert low_products.low_dtype(values) is BF16
+        assert low_products.low_dtype(values.double()) is None
         with torch.no_grad():
-            assert low_products.products_dtype(values) is None
+            assert low_products.low_dtype(values) is None
         with low_precision_products(torch.float16):
-            assert low_products.products_dtype(values) is torch.float16
-        assert low_products.products_dtype(values) is BF16
-    assert low_products.products_dtype(values) is None
+            assert low_products.low_dtype(values) is torch.float16
+        assert low_products.low_dtype(values) is BF16
+    assert low_products.low_dtype(values) is None

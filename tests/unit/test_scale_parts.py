@@ -117,25 +117,34 @@ def test_bf16_products_reach_the_gru_and_the_linear_layers(
     feeding runs as one), the attention's projections and the combine layer multiply in bf16
     while training; under fp32 none does. Validation's decoding never does."""
     layers: list[object] = []
-    linears: list[torch.dtype | None] = []
+    linears: list[bool] = []  # grad mode at each linear call
+    low_calls: list[tuple[object, bool]] = []  # (dtype, grad mode) at each bf16 product
     apply_layer, run_linear = gru._GRULayer.apply, low_products.linear
+    apply_low = low_products._LowLinear.apply
 
     def watched_layer(*args: object) -> object:
         layers.append(args[-1])
         return apply_layer(*args)
 
     def watched_linear(layer: torch.nn.Module, values: torch.Tensor) -> torch.Tensor:
-        linears.append(low_products.products_dtype(values))
+        linears.append(torch.is_grad_enabled())
         return run_linear(layer, values)
+
+    def watched_low(*args: object) -> object:
+        low_calls.append((args[-1], torch.is_grad_enabled()))
+        return apply_low(*args)
 
     monkeypatch.setattr(gru._GRULayer, "apply", watched_layer)
     monkeypatch.setattr(low_products, "linear", watched_linear)
+    monkeypatch.setattr(low_products._LowLinear, "apply", watched_low)
     train_keys = {"precision": precision, "max_steps": 2}
     decoder = {"type": "luong", "hidden_size": 32, "dropout": 0.0, "input_feeding": False}
     recipe = tiny_recipe(reversal_dir, train=train_keys, model={"decoder": decoder})
     train(parse_recipe(recipe), tmp_path / "run", device="cpu")
     assert len(layers) >= 4 and set(layers) == {low}  # 2 updates × encoder and decoder
-    assert low in linears and set(linears) <= {low, None}  # None: validation (no graph)
+    assert True in linears and False in linears  # training and validation both came here
+    training_calls = linears.count(True)  # key, query and combine: 3 per update
+    assert low_calls == ([(low, True)] * training_calls if low is not None else [])
 
 
 def test_bf16_output_needs_bf16_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
