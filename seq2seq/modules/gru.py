@@ -217,7 +217,7 @@ def _input_side_grads(
     flat_x = x.reshape(B * T, -1)
     grad_x = None
     if low is not None:  # every gate's gradient side by side: one product per direction
-        grad_gates = torch.cat([grad_rz.to(low), grad_n_input.to(low)], 2)
+        grad_gates = torch.cat([grad_rz, grad_n_input], 2)
         if grad_x_needed:
             grad_x = low_products.mm(grad_gates[0], w_ih[0], low)
             for d in range(1, D):

@@ -47,11 +47,30 @@ def low_dtype(values: Tensor, *weights: Tensor) -> torch.dtype | None:
     return low if eager_cpu(values) else None
 
 
+PAD = 64  # operands are padded with zeros to multiples of this many rows and columns
+
+
 def mm(left: Tensor, right: Tensor, low: torch.dtype | None) -> Tensor:
-    """left @ right; with `low`, from operands in that type, the result in float32 after."""
+    """left @ right (batched over leading dimensions); with `low`, from operands in that type
+    padded with zeros to multiples of PAD, the result in float32 after.
+
+    Without the padding, every batch's new number of rows cost oneDNN a new kernel and glibc's
+    heap a hole: the matched training's peak RSS went from 765 to 1,559 MiB (as the output
+    layer's chunks had, `modules/output.py`)."""
     if low is None:
         return left @ right
-    return (left.to(low) @ right.to(low)).float()
+    product = _padded(left, low) @ _padded(right, low)
+    return product[..., : left.size(-2), : right.size(-1)].float()
+
+
+def _padded(values: Tensor, low: torch.dtype) -> Tensor:
+    """`values` in `low`, its last two dimensions padded with zeros to multiples of PAD."""
+    *lead, rows, cols = values.shape
+    out = values.new_empty(*lead, -(-rows // PAD) * PAD, -(-cols // PAD) * PAD, dtype=low)
+    out[..., :rows, :cols].copy_(values)
+    out[..., rows:, :].zero_()
+    out[..., :rows, cols:].zero_()
+    return out
 
 
 def linear(layer: nn.Module, values: Tensor) -> Tensor:
@@ -74,29 +93,27 @@ class _LowLinear(torch.autograd.Function):
     def forward(
         ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, low: torch.dtype
     ) -> Tensor:
-        """(…, I) x → (…, O), from bf16 copies of x and W (kept for backward)."""
-        rows = x.reshape(-1, x.size(-1)).to(low)
-        weight_low = weight.to(low)
-        ctx.save_for_backward(rows, weight_low)
-        ctx.has_bias = bias is not None
-        out = (rows @ weight_low.t()).float()
+        """(…, I) x → (…, O)."""
+        rows = x.reshape(-1, x.size(-1))
+        ctx.save_for_backward(rows, weight)
+        ctx.has_bias, ctx.low = bias is not None, low
+        out = mm(rows, weight.t(), low)
         if bias is not None:
             out += bias
         return out.view(*x.shape[:-1], weight.size(0))
 
     @staticmethod
-    @once_differentiable  # the saved operands are bf16 copies: no graph of the backward pass
+    @once_differentiable  # the products' operands are low copies: no graph of the backward pass
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         """The gradients of x, W and b that are needed."""
-        rows, weight_low = ctx.saved_tensors
+        rows, weight = ctx.saved_tensors
         grad_rows = grad.reshape(-1, grad.size(-1))
-        grad_low = grad_rows.to(weight_low.dtype)
         needs_x, needs_w, needs_b = ctx.needs_input_grad[:3]
         grad_x = grad_w = grad_b = None
         if needs_x:
-            grad_x = (grad_low @ weight_low).float().view(*grad.shape[:-1], weight_low.size(1))
+            grad_x = mm(grad_rows, weight, ctx.low).view(*grad.shape[:-1], weight.size(1))
         if needs_w:
-            grad_w = (grad_low.t() @ rows).float()
+            grad_w = mm(grad_rows.t(), rows, ctx.low)
         if needs_b and ctx.has_bias:
             grad_b = grad_rows.sum(0)
         return grad_x, grad_w, grad_b, None

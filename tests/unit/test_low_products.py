@@ -129,3 +129,14 @@ def test_low_dtype_needs_float32_a_gradient_and_the_block() -> None:
             assert low_products.low_dtype(values) is torch.float16
         assert low_products.low_dtype(values) is BF16
     assert low_products.low_dtype(values) is None
+
+
+def test_mm_pads_odd_shapes_and_returns_the_product_s_own_shape() -> None:
+    """Batched operands of sizes no multiple of PAD: the result has the product's shape, within
+    bf16's rounding of float32 (the zero padding adds nothing)."""
+    torch.manual_seed(0)
+    left, right = torch.randn(2, 37, 70), torch.randn(2, 70, 45)
+    got = low_products.mm(left, right, BF16)
+    assert got.shape == (2, 37, 45) and got.dtype == torch.float32
+    assert 0 < _relative(got, left @ right) < 1e-2
+    assert torch.equal(low_products.mm(left, right, None), left @ right)
