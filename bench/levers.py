@@ -10,7 +10,8 @@ budget 2,000 from length-sorted buckets) and random ids: speed does not depend o
   blocked    + that sum made and differentiated in cache-sized blocks
   gru        + the GRUs from modules/gru.py: whole-sequence gates, a hand-written backward
   masks      + dropout masks drawn as uniform ≥ p instead of Bernoulli
-  factored   + the blocked scores' σ(q + k) as 1 / (1 + e⁻ᵠ e⁻ᵏ) (the current code)
+  factored   + the blocked scores' σ(q + k) as 1 / (1 + e⁻ᵠ e⁻ᵏ)
+  compiled   + that score and its gradients as compiled loops (Numba; the current code)
   bf16       the current code under CPU bf16 autocast
   bf16out    the current code with only the fused loss's products in bf16 (low_precision_output)
   bf16prod   the current code with every product over whole sequences in bf16 (bf16-products)
@@ -25,7 +26,7 @@ import contextlib
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -38,6 +39,7 @@ from bench.train_speed import precision_context
 from seq2seq.assemble import build_model
 from seq2seq.data.batching import make_batch, token_batches
 from seq2seq.model import Seq2Seq
+from seq2seq.modules.attention import additive_kernels
 from seq2seq.recipe import load_recipe
 from seq2seq.training.loss import sequence_loss
 
@@ -71,6 +73,19 @@ OLDER_CODE = {
     "gru": "gru",
     "masks": "masks",
 }
+# levers from before the compiled loops: the additive score runs as blocked tensor code
+TENSOR_SCORES = {*OLDER_CODE, "factored"}
+
+
+@contextlib.contextmanager
+def tensor_scores() -> Iterator[None]:
+    """The additive score as blocked tensor code: the compiled loops reported unavailable."""
+    available = additive_kernels.available
+    additive_kernels.available = lambda *tensors, load=True: False  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        additive_kernels.available = available
 
 
 def update_fn(model: Seq2Seq, lever: str) -> Callable[[object], int]:
@@ -85,7 +100,8 @@ def update_fn(model: Seq2Seq, lever: str) -> Callable[[object], int]:
         b = batch  # a Batch
         context = precision_context(PRECISION.get(lever, "fp32"))
         older = OLDER_CODE.get(lever)
-        with context, variant(older) if older else contextlib.nullcontext():
+        scores = tensor_scores() if lever in TENSOR_SCORES else contextlib.nullcontext()
+        with context, scores, variant(older) if older else contextlib.nullcontext():
             if lever == "before":
                 total, _ = sequence_loss(model(b.src, b.src_lengths, b.tgt_in), b.tgt_out)
             else:
@@ -107,7 +123,7 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=4, help="updates per lever per round")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
-        "--levers", default="before,fused,sigmoid,blocked,gru,masks,factored,bf16,bf16out"
+        "--levers", default="before,fused,sigmoid,blocked,gru,masks,factored,compiled,bf16out"
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -1,4 +1,5 @@
-"""The blocked additive score equals the whole-sum formula in values and in every gradient."""
+"""The blocked additive score equals the whole-sum formula in values and in every gradient, both
+as the compiled loops (where Numba is installed) and as the blocked tensor code."""
 
 from __future__ import annotations
 
@@ -6,8 +7,22 @@ import pytest
 import torch
 from torch import nn
 
+from seq2seq.modules.attention import additive_kernels
 from seq2seq.modules.attention import additive_scores as kernel
 from seq2seq.modules.attention.additive_scores import additive_scores, reference_scores
+
+
+@pytest.fixture(autouse=True, params=["compiled", "tensor"])
+def score_path(request, monkeypatch) -> str:
+    """Every test runs on both paths: the compiled loops (loaded, so decoding takes them too)
+    and the blocked tensor code, which serves where Numba is missing."""
+    if request.param == "compiled":
+        if additive_kernels._kernels() is None:
+            pytest.skip("numba is not installed")
+    else:
+        monkeypatch.setattr(additive_kernels, "available", lambda *tensors, load=True: False)
+    return request.param
+
 
 # (B, T, S, A) and a block size that forces both ways of cutting: several blocks per sentence
 # (T ≥ rows per block) and several sentences per block (single decoding steps, short targets)
