@@ -78,7 +78,11 @@ def test_int8_output_reaches_the_workers_and_keeps_the_learned_task(
     # workers run one thread, this process several: the float parts may round apart
     assert texts["int8-output", "0"] == texts["int8-output", "2"]
     assert torch.allclose(scores["int8-output", "0"], scores["int8-output", "2"], atol=1e-4)
-    assert (scores["fp32", "0"] - scores["int8-output", "2"]).abs().max() > 1e-3
+    # the fixture model is confident (scores near 0), so int8's change is small but far above
+    # float rounding, which is all that fp32 in workers would differ by
+    precision_gap = (scores["fp32", "0"] - scores["int8-output", "2"]).abs().max()
+    process_gap = (scores["int8-output", "0"] - scores["int8-output", "2"]).abs().max()
+    assert precision_gap > max(1e-6, 10 * process_gap), (precision_gap, process_gap)
     targets = [t for _, t in pairs]
     right = {k: sum(map(str.__eq__, out, targets)) for k, out in texts.items()}
     agree = sum(a == b for a, b in zip(texts["fp32", "0"], texts["int8-output", "2"], strict=True))

@@ -8,11 +8,9 @@ on the matched training batches the score's forward and backward take about a te
 blocked code's time. Backward also skips the (t, s) pairs whose score gradient is exactly
 zero: padded keys and padded target steps.
 
-The loops release the GIL; the batch rows are split over as many Python threads as PyTorch's
-intra-op threads (no Numba threading layer, so nothing here depends on OpenMP or on fork
-safety). Compiled code is cached on disk (Numba's `cache=True`), so a later process loads it
-in about 0.1 s; the first compilation takes about a second. Without Numba (`import numba`
-fails) `available()` is False and the blocked tensor code runs.
+The batch rows are split over PyTorch's thread count (`modules/compiled.py`). The first
+compilation takes about a second; later processes load the cached code. Without Numba
+`available()` is False and the blocked tensor code runs.
 
 Training uses the loops; decoding uses them only in a process that has loaded them already
 (validation inside training): importing Numba costs a fresh `seq2seq translate` about 0.3 s,
@@ -21,36 +19,25 @@ more than the loops save a greedy search over the 922 test sentences.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from functools import cache
-from typing import Any
 
 import torch
 from torch import Tensor
 
+from seq2seq.modules.compiled import njit, split_rows
+
 DTYPES = (torch.float32, torch.float64)
-# reassociation lets the sum over A be vectorised (in any order, as a BLAS dot product is) and
-# `arcp` a reciprocal estimate refined to float precision; no `nnan`/`ninf`, so a NaN or an
-# infinite gradient still comes out as one. error_model "numpy": x / 0 is inf, not an exception
-# whose check would keep the loop from being vectorised
-FLAGS: dict[str, Any] = {
-    "nogil": True,
-    "cache": True,
-    "error_model": "numpy",
-    "fastmath": {"reassoc", "contract", "arcp"},
-}
 
 
 @cache
 def _kernels() -> tuple[Callable[..., None], Callable[..., None]] | None:
     """(forward, backward) compiled loops, or None when Numba cannot be imported."""
-    try:
-        from numba import njit
-    except ImportError:  # an optional speed-up: the tensor code is exact too
+    compile_loop = njit()
+    if compile_loop is None:
         return None
 
-    @njit(**FLAGS)
+    @compile_loop
     def forward(query_exp, key_exp, vector, scores, first, last):
         one = query_exp.dtype.type(1)
         zero = query_exp.dtype.type(0)
@@ -63,7 +50,7 @@ def _kernels() -> tuple[Callable[..., None], Callable[..., None]] | None:
                     scores[b, t, s] = total
 
     # ∂/∂(q + k) = g v σ (1 − σ): v is left out here and applied once by the caller
-    @njit(**FLAGS)
+    @compile_loop
     def backward(query_exp, key_exp, grad, grad_q, grad_k, grad_v, first, last):
         one = query_exp.dtype.type(1)
         for b in range(first, last):
@@ -94,28 +81,13 @@ def available(*tensors: Tensor, load: bool = True) -> bool:
     return _kernels() is not None
 
 
-def _split(kernel: Callable[..., None], rows: int, *arrays: object) -> None:
-    """Run `kernel(*arrays, first, last)` over batch rows, split across PyTorch's thread count."""
-    parts = max(1, min(torch.get_num_threads(), rows))
-    bounds = [rows * i // parts for i in range(parts + 1)]
-    helpers = [
-        threading.Thread(target=kernel, args=(*arrays, bounds[i], bounds[i + 1]))
-        for i in range(1, parts)
-    ]
-    for helper in helpers:
-        helper.start()
-    kernel(*arrays, bounds[0], bounds[1])  # the calling thread takes the first part
-    for helper in helpers:
-        helper.join()
-
-
 def scores(query_exp: Tensor, key_exp: Tensor, vector: Tensor) -> Tensor:
     """Σₐ vₐ / (1 + e⁻ᵠ e⁻ᵏ): (B, T, A) e⁻ᵠ, (B, S, A) e⁻ᵏ, (A,) v → (B, T, S)."""
     forward, _ = _kernels()  # type: ignore[misc]
     query_exp, key_exp, vector = (t.detach().contiguous() for t in (query_exp, key_exp, vector))
     out = query_exp.new_empty(query_exp.size(0), query_exp.size(1), key_exp.size(1))
     arrays = (t.numpy() for t in (query_exp, key_exp, vector, out))
-    _split(forward, out.size(0), *arrays)
+    split_rows(forward, out.size(0), *arrays)
     return out
 
 
@@ -128,6 +100,6 @@ def score_grads(
     grad_q, grad_k = torch.zeros_like(query_exp), torch.zeros_like(key_exp)
     grad_v = query_exp.new_zeros(query_exp.size(0), query_exp.size(2))  # one row per sentence
     arrays = (t.numpy() for t in (query_exp, key_exp, grad, grad_q, grad_k, grad_v))
-    _split(backward, grad.size(0), *arrays)
+    split_rows(backward, grad.size(0), *arrays)
     vector = vector.detach()
     return grad_q.mul_(vector), grad_k.mul_(vector), grad_v.sum(0)
