@@ -3,6 +3,7 @@ token (counted analytically), and the achieved fraction of the peak.
 
 Usage: python bench/peak.py [--threads 2] [--size 2048]
        [--tok-s FP32_RATE [BF16_RATE [BF16_OUTPUT_RATE [BF16_PRODUCTS_RATE]]]] [--seconds 60]
+       (a rate given as - was not measured)
        [--work ../peers-work]
 Without --tok-s the rates come from bench/train_speed.py (one child per precision).
 bf16-output (the output layer's products in bf16, the rest in fp32) is held to the peak of that
@@ -100,9 +101,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument(
         "--tok-s",
-        type=float,
+        type=lambda value: None if value == "-" else float(value),
         nargs="+",
-        help="fp32 [bf16 [bf16-output [bf16-products]]] target tokens/s",
+        help="fp32 [bf16 [bf16-output [bf16-products]]] target tokens/s; - for one not measured",
     )
     parser.add_argument("--seconds", type=float, default=60.0, help="train_speed measuring time")
     parser.add_argument("--work", default=str(prepare_data.default_work()))
@@ -121,7 +122,8 @@ def main() -> None:
         share = sum(parts[name] * part for name, part in low_parts.items()) / parts["forward total"]
         peaks[mix] = 1 / (share / peaks["bf16"] + (1 - share) / peaks["fp32"])
     if args.tok_s:
-        rates = dict(zip(PRECISIONS, args.tok_s, strict=False))
+        pairs = zip(PRECISIONS, args.tok_s, strict=False)
+        rates = {precision: rate for precision, rate in pairs if rate is not None}
     else:
         options = train_speed.parse_args(
             ["--seconds", str(args.seconds), "--threads", str(args.threads)]
