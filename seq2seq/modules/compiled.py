@@ -1,55 +1,67 @@
-"""Loops compiled by Numba, where it can be imported: the compile flags and the thread split.
+"""Loops compiled by Numba, where it can be imported: compiling with a cache fallback, and the
+thread split.
 
 PyTorch's CPU ops each take one trip through memory and one dispatch; a loop compiled for this
 CPU can do several of them per element in registers. Such loops serve training only (a fresh
 decoding process would pay about 0.3 s to import Numba); without Numba the callers run their
 tensor code, which computes the same.
+
+A kernel's compile flags belong in the kernel's own module: Numba's on-disk cache knows a
+function by its bytecode and the hash of the file that defines it, not by its flags, so flags
+kept elsewhere could change while stale compiled code kept being loaded.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-# `cache`: compiled code is kept on disk (beside the package, or in Numba's user cache), so a
-# later process loads it in about 0.1 s. `nogil`: the loops run in parallel Python threads.
-# Fast-math is limited to reassociation (sums vectorised in any order, as a BLAS dot product's),
-# contraction and reciprocal estimates refined to float precision: no `nnan`/`ninf`, so a NaN
-# still comes out as one. error_model "numpy": x / 0 is inf, not an exception whose check
-# kept a loop from being vectorised (1.2 against 9.6 G elements/s).
-FLAGS: dict[str, Any] = {
-    "nogil": True,
-    "cache": True,
-    "error_model": "numpy",
-    "fastmath": {"reassoc", "contract", "arcp"},
-}
+log = logging.getLogger(__name__)
 
 
-def njit() -> Callable[..., Any] | None:
-    """Numba's `njit` with FLAGS applied, or None when Numba cannot be imported."""
+def compile_loop(function: Callable[..., None], flags: dict[str, Any]) -> Callable[..., None]:
+    """`numba.njit(**flags)(function)`; where `flags` ask for the on-disk cache and no folder for
+    it is writable (a read-only install and home), compiled in memory instead."""
+    from numba import njit
+
     try:
-        from numba import njit as numba_njit
-    except ImportError:  # an optional speed-up: the tensor code computes the same
-        return None
-    return numba_njit(**FLAGS)
+        compiled: Callable[..., None] = njit(**flags)(function)
+    except RuntimeError as exc:  # "cannot cache function ...: no locator available"
+        if not flags.get("cache"):
+            raise
+        log.debug("compiling %s without Numba's cache: %s", function.__name__, exc)
+        compiled = njit(**{**flags, "cache": False})(function)
+    return compiled
 
 
 def split_rows(kernel: Callable[..., None], rows: int, *arrays: object) -> None:
     """Run `kernel(*arrays, first, last)` over rows [0, rows), split across PyTorch's threads.
 
     Python threads, not a Numba threading layer: nothing depends on OpenMP or on fork safety,
-    and several threads may call at once."""
+    and several threads may call at once. An error in any part is raised here, after every
+    part has ended (a thread's own error would otherwise only be printed, its rows unwritten).
+    """
     parts = max(1, min(torch.get_num_threads(), rows))
     bounds = [rows * i // parts for i in range(parts + 1)]
+    errors: list[BaseException] = []
+
+    def run(first: int, last: int) -> None:
+        try:
+            kernel(*arrays, first, last)
+        except BaseException as exc:
+            errors.append(exc)
+
     helpers = [
-        threading.Thread(target=kernel, args=(*arrays, bounds[i], bounds[i + 1]))
-        for i in range(1, parts)
+        threading.Thread(target=run, args=(bounds[i], bounds[i + 1])) for i in range(1, parts)
     ]
     for helper in helpers:
         helper.start()
-    kernel(*arrays, bounds[0], bounds[1])  # the calling thread takes the first part
+    run(bounds[0], bounds[1])  # the calling thread takes the first part
     for helper in helpers:
         helper.join()
+    if errors:
+        raise errors[0]

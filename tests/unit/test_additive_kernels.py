@@ -40,6 +40,9 @@ def test_float32_scores_and_gradients_match_the_plain_formula(threads) -> None:
     upstream = torch.randn(5, 7, 9)
     upstream[:, :, 6:] = 0.0  # masked keys
     upstream[1, 4:] = 0.0  # padded target steps
+    # zeros inside rows and steps too: a loop that stopped at the first zero would pass the
+    # trailing ones above
+    upstream[torch.rand(5, 7, 9, generator=torch.Generator().manual_seed(3)) < 0.2] = 0.0
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -50,6 +53,24 @@ def test_float32_scores_and_gradients_match_the_plain_formula(threads) -> None:
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     for mine, theirs in zip(got_grads, want_grads, strict=True):
         torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_every_thread_count_gives_the_same_bits_on_a_larger_batch() -> None:
+    """Each part writes only its own sentences' rows (grad_v has one row per sentence): a batch
+    large enough for the parts to overlap in time gives 1 thread's results bit for bit."""
+    queries, keys, energy = _inputs(8, 60, 70, 64)
+    upstream = torch.randn(8, 60, 70)
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 4):
+            torch.set_num_threads(threads)
+            results.append(_grads(additive_scores, queries, keys, energy, upstream))
+    finally:
+        torch.set_num_threads(before)
+    for scores, grads in results[1:]:
+        assert torch.equal(scores, results[0][0])
+        assert all(torch.equal(a, b) for a, b in zip(grads, results[0][1], strict=True))
 
 
 def test_the_loops_are_what_runs_in_training(monkeypatch) -> None:
