@@ -94,6 +94,11 @@ def flops_per_target_token(src_per_tgt: float, attended: float, vocab: int = 800
     return parts
 
 
+def parse_rate(value: str) -> float | None:
+    """A --tok-s value: tokens/s, or None for `-` (not measured)."""
+    return None if value == "-" else float(value)
+
+
 def main() -> None:
     """Print the peaks, the FLOP count and the achieved fractions."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -101,7 +106,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument(
         "--tok-s",
-        type=lambda value: None if value == "-" else float(value),
+        type=parse_rate,
         nargs="+",
         help="fp32 [bf16 [bf16-output [bf16-products]]] target tokens/s; - for one not measured",
     )

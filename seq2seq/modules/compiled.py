@@ -2,8 +2,7 @@
 thread split.
 
 PyTorch's CPU ops each take one trip through memory and one dispatch; a loop compiled for this
-CPU can do several of them per element in registers. Such loops serve training only (a fresh
-decoding process would pay about 0.3 s to import Numba); without Numba the callers run their
+CPU can do several of them per element in registers. Without Numba the callers run their
 tensor code, which computes the same.
 
 A kernel's compile flags belong in the kernel's own module: Numba's on-disk cache knows a

@@ -10,8 +10,8 @@ zero: padded keys and padded target steps.
 
 The batch rows are split over PyTorch's thread count (`modules/compiled.py`). The first
 compilation takes about a second; later processes load the cached code (compiled in memory
-where no cache folder is writable). Without Numba
-`available()` is False and the blocked tensor code runs.
+where no cache folder is writable). Without Numba `available()` is False and the blocked
+tensor code runs.
 
 Training uses the loops; decoding uses them only in a process that has loaded them already
 (validation inside training): importing Numba costs a fresh `seq2seq translate` about 0.3 s,
@@ -32,7 +32,8 @@ from seq2seq.modules.compiled import compile_loop, split_rows
 DTYPES = (torch.float32, torch.float64)
 # Kept here, not in compiled.py: Numba's cache keys on this file (see compiled.py).
 # `cache`: compiled code is kept on disk (beside the package, or in Numba's user cache), so a
-# later process loads it in about 0.1 s. `nogil`: the loops run in parallel Python threads.
+# later process loads it in about 0.1 s (`compile_loop` drops it where neither is writable).
+# `nogil`: the loops run in parallel Python threads.
 # Fast-math is limited to reassociation (sums vectorised in any order, as a BLAS dot product's),
 # contraction and reciprocal estimates refined to float precision: no `nnan`/`ninf`, so a NaN
 # still comes out as one. error_model "numpy": x / 0 is inf, not an exception whose check
